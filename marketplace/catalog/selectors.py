@@ -1,0 +1,41 @@
+"""Catalogue reads. `listing_for_user` is the one scope for listings, used by every door."""
+
+from django.db.models import Exists, F, OuterRef, Q
+from django.db.models.lookups import StartsWith
+
+from marketplace.catalog.models import CategoryGroupObjectPermission, CategoryUserObjectPermission, Listing
+from marketplace.partners.selectors import can_operate, partner_scope_q, scope_is_global
+
+SCOPE_CODENAME = "operate_category"
+
+
+def category_scope_q(user, path_field: str = "category__path") -> Q:
+    """Rows whose category (at `path_field`, a tree path) lies at or below a category granted to the user."""
+    perm = {"permission__codename": SCOPE_CODENAME, "permission__content_type__app_label": "catalog"}
+    below = StartsWith(OuterRef(path_field), F("content_object__path"))
+    direct = CategoryUserObjectPermission.objects.filter(below, user=user, **perm)
+    via_group = CategoryGroupObjectPermission.objects.filter(below, group__user=user, **perm)
+    return Q(Exists(direct)) | Q(Exists(via_group))
+
+
+def listing_for_user(user):
+    """Listings a staff user may see and act on: their partners' and their categories' (and below)."""
+    if not can_operate(user):
+        return Listing.objects.none()
+    if scope_is_global(user):
+        return Listing.objects.all()
+    return Listing.objects.filter(partner_scope_q(user, "partner") | category_scope_q(user, "category__path"))
+
+
+def listing_moderation_queue(user):
+    """Listings waiting for review (new ones and material edits of live ones), oldest first."""
+    return (
+        listing_for_user(user)
+        .filter(Q(status=Listing.Status.PENDING_REVIEW) | Q(pending_changes__isnull=False))
+        .order_by("submitted_at", "pk")
+    )
+
+
+def listing_public_list():
+    """What the public catalogue shows."""
+    return Listing.objects.filter(status=Listing.Status.PUBLISHED).select_related("category", "partner")

@@ -1,0 +1,253 @@
+"""Listing moderation: every transition of the listing state machine is one function here."""
+
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from marketplace.audit.services import event_record
+from marketplace.catalog.models import Category, Listing
+from marketplace.core.exceptions import InvalidInput, TransitionNotAllowed
+from marketplace.core.money import quantize
+from marketplace.core.transitions import guard, lock
+from marketplace.notifications.services import notify
+
+S = Listing.Status
+
+# transition -> (states it may start from, state it leads to)
+TRANSITIONS: dict[str, tuple[set[str], str]] = {
+    "submit": ({S.DRAFT, S.CHANGES_REQUESTED}, S.PENDING_REVIEW),
+    "approve": ({S.PENDING_REVIEW}, S.PUBLISHED),
+    "request_changes": ({S.PENDING_REVIEW}, S.CHANGES_REQUESTED),
+    "reject": ({S.PENDING_REVIEW}, S.REJECTED),
+    "pause": ({S.PUBLISHED}, S.PAUSED),
+    "resume": ({S.PAUSED}, S.PUBLISHED),
+    "suspend": ({S.PUBLISHED, S.PAUSED}, S.SUSPENDED),
+    "reinstate": ({S.SUSPENDED}, S.PUBLISHED),
+    "expire": ({S.PUBLISHED, S.PAUSED}, S.EXPIRED),
+    "archive": ({s for s in S if s != S.ARCHIVED}, S.ARCHIVED),
+}
+
+# Editing one of these on a live listing sends the edit to review; the live version stays.
+MATERIAL_FIELDS = ("title", "description", "price", "category_id")
+EDITABLE_FIELDS = (*MATERIAL_FIELDS, "ends_at")
+
+
+def _move(listing: Listing, *, actor, transition: str, reason: str = "", extra_fields=()) -> Listing:
+    """Apply one guarded transition to a locked listing, audit it and notify the owner."""
+    target = guard(listing, TRANSITIONS, transition)
+    from_state = listing.status
+    listing.status = target
+    listing.moderation_reason = reason if target in (S.CHANGES_REQUESTED, S.REJECTED, S.SUSPENDED) else ""
+    listing.save(update_fields=["status", "moderation_reason", "updated_at", *extra_fields])
+    event_record(
+        verb=f"listing.{transition}", actor=actor, target=listing, from_state=from_state, to_state=target, reason=reason
+    )
+    notify(
+        user=listing.owner,
+        verb=f"listing.{transition}",
+        target=listing,
+        title=f"Your listing “{listing.title}” is now {listing.get_status_display().lower()}",
+        body=reason,
+    )
+    return listing
+
+
+def _require_reason(reason: str, transition: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput(f"A reason is required to {transition} a listing.")
+    return reason
+
+
+def listing_create(
+    *,
+    owner,
+    partner,
+    category: Category,
+    title: str,
+    price: Decimal,
+    kind: str = Listing.Kind.SERVICE,
+    description: str = "",
+    currency: str = "EUR",
+    ends_at=None,
+) -> Listing:
+    """Create a draft listing."""
+    if price is None or Decimal(price) < 0:
+        raise InvalidInput("The price cannot be negative.")
+    with transaction.atomic():
+        listing = Listing.objects.create(
+            owner=owner,
+            partner=partner,
+            category=category,
+            title=title,
+            price=quantize(price),
+            kind=kind,
+            description=description,
+            currency=currency,
+            ends_at=ends_at,
+        )
+        event_record(verb="listing.created", actor=owner, target=listing, to_state=listing.status)
+    return listing
+
+
+def listing_submit(*, listing: Listing, actor) -> Listing:
+    """Send a draft (or a listing whose changes were requested) to the moderation queue."""
+    with transaction.atomic():
+        listing = lock(Listing, listing.pk)
+        listing.submitted_at = timezone.now()
+        return _move(listing, actor=actor, transition="submit", extra_fields=["submitted_at"])
+
+
+def listing_approve(*, listing: Listing, actor) -> Listing:
+    with transaction.atomic():
+        listing = lock(Listing, listing.pk)
+        listing.published_at = timezone.now()
+        return _move(listing, actor=actor, transition="approve", extra_fields=["published_at"])
+
+
+def listing_request_changes(*, listing: Listing, actor, reason: str) -> Listing:
+    reason = _require_reason(reason, "request changes to")
+    with transaction.atomic():
+        listing = lock(Listing, listing.pk)
+        return _move(listing, actor=actor, transition="request_changes", reason=reason)
+
+
+def listing_reject(*, listing: Listing, actor, reason: str) -> Listing:
+    reason = _require_reason(reason, "reject")
+    with transaction.atomic():
+        listing = lock(Listing, listing.pk)
+        return _move(listing, actor=actor, transition="reject", reason=reason)
+
+
+def listing_pause(*, listing: Listing, actor) -> Listing:
+    with transaction.atomic():
+        listing = lock(Listing, listing.pk)
+        return _move(listing, actor=actor, transition="pause")
+
+
+def listing_resume(*, listing: Listing, actor) -> Listing:
+    with transaction.atomic():
+        listing = lock(Listing, listing.pk)
+        return _move(listing, actor=actor, transition="resume")
+
+
+def listing_suspend(*, listing: Listing, actor, reason: str) -> Listing:
+    reason = _require_reason(reason, "suspend")
+    with transaction.atomic():
+        listing = lock(Listing, listing.pk)
+        return _move(listing, actor=actor, transition="suspend", reason=reason)
+
+
+def listing_reinstate(*, listing: Listing, actor) -> Listing:
+    with transaction.atomic():
+        listing = lock(Listing, listing.pk)
+        return _move(listing, actor=actor, transition="reinstate")
+
+
+def listing_expire(*, listing: Listing, actor=None) -> Listing:
+    with transaction.atomic():
+        listing = lock(Listing, listing.pk)
+        return _move(listing, actor=actor, transition="expire")
+
+
+def listing_archive(*, listing: Listing, actor) -> Listing:
+    with transaction.atomic():
+        listing = lock(Listing, listing.pk)
+        return _move(listing, actor=actor, transition="archive")
+
+
+def listing_update(*, listing: Listing, actor, data: dict) -> Listing:
+    """Edit a listing. A material edit of a live listing is held for review; the live version stays.
+
+    Drafts and listings with changes requested are edited in place. Archived, rejected and
+    expired listings cannot be edited.
+    """
+    unknown = set(data) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise InvalidInput(f"These fields cannot be edited: {', '.join(sorted(unknown))}.")
+    if "price" in data:
+        if Decimal(data["price"]) < 0:
+            raise InvalidInput("The price cannot be negative.")
+        data = {**data, "price": quantize(data["price"])}
+    with transaction.atomic():
+        listing = lock(Listing, listing.pk)
+        if listing.status in (S.ARCHIVED, S.REJECTED, S.EXPIRED):
+            raise TransitionNotAllowed(listing, "edit")
+        live = listing.status in (S.PUBLISHED, S.PAUSED, S.SUSPENDED)
+        material = {k: v for k, v in data.items() if k in MATERIAL_FIELDS and getattr(listing, k) != v}
+        direct = {k: v for k, v in data.items() if k not in material}
+        for field, value in direct.items():
+            setattr(listing, field, value)
+        fields = [*direct]
+        if material and live:
+            pending = {**(listing.pending_changes or {}), **{k: str(v) for k, v in material.items()}}
+            listing.pending_changes = pending
+            listing.pending_changes_at = timezone.now()
+            fields += ["pending_changes", "pending_changes_at"]
+        else:
+            for field, value in material.items():
+                setattr(listing, field, value)
+            fields += list(material)
+        if fields:
+            listing.save(update_fields=[*fields, "updated_at"])
+            event_record(
+                verb="listing.revision_proposed" if material and live else "listing.edited",
+                actor=actor,
+                target=listing,
+                data={k: str(v) for k, v in data.items()},
+            )
+    return listing
+
+
+def listing_approve_revision(*, listing: Listing, actor) -> Listing:
+    """Apply the pending material edit to the live listing."""
+    with transaction.atomic():
+        listing = lock(Listing, listing.pk)
+        if not listing.pending_changes:
+            raise TransitionNotAllowed(listing, "approve a revision", detail="There is no pending revision.")
+        changes = listing.pending_changes
+        for field, value in changes.items():
+            setattr(listing, field, Decimal(value) if field == "price" else value)
+        listing.pending_changes = None
+        listing.pending_changes_at = None
+        listing.save(update_fields=[*changes, "pending_changes", "pending_changes_at", "updated_at"])
+        event_record(verb="listing.revision_approved", actor=actor, target=listing, data=changes)
+        notify(
+            user=listing.owner,
+            verb="listing.revision_approved",
+            target=listing,
+            title=f"Your changes to “{listing.title}” are live",
+        )
+    return listing
+
+
+def listing_reject_revision(*, listing: Listing, actor, reason: str) -> Listing:
+    reason = _require_reason(reason, "reject the revision of")
+    with transaction.atomic():
+        listing = lock(Listing, listing.pk)
+        if not listing.pending_changes:
+            raise TransitionNotAllowed(listing, "reject a revision", detail="There is no pending revision.")
+        changes = listing.pending_changes
+        listing.pending_changes = None
+        listing.pending_changes_at = None
+        listing.save(update_fields=["pending_changes", "pending_changes_at", "updated_at"])
+        event_record(verb="listing.revision_rejected", actor=actor, target=listing, reason=reason, data=changes)
+        notify(
+            user=listing.owner,
+            verb="listing.revision_rejected",
+            target=listing,
+            title=f"Your changes to “{listing.title}” were not accepted",
+            body=reason,
+        )
+    return listing
+
+
+def category_create(*, name: str, slug: str, commission_rate: Decimal, parent: Category | None = None, actor=None):
+    if not (Decimal(0) <= Decimal(commission_rate) <= Decimal(1)):
+        raise InvalidInput("The commission rate must be between 0 and 1.")
+    with transaction.atomic():
+        fields = {"name": name, "slug": slug, "commission_rate": Decimal(commission_rate)}
+        category = parent.add_child(**fields) if parent else Category.add_root(**fields)
+        event_record(verb="category.created", actor=actor, target=category)
+    return category

@@ -1,0 +1,401 @@
+"""The dispute state machine. Opening holds the payout; resolving refunds (if any) and releases it.
+
+Rows are locked in one order everywhere: dispute, booking, payment, payout.
+"""
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from guardian.shortcuts import assign_perm, remove_perm
+
+from marketplace.audit.services import event_record
+from marketplace.bookings.models import Booking
+from marketplace.bookings.services import TRANSITIONS as BOOKING_TRANSITIONS
+from marketplace.bookings.services import booking_apply_transition
+from marketplace.core.exceptions import InvalidInput, NotPermitted, TransitionNotAllowed
+from marketplace.core.money import ZERO, quantize
+from marketplace.core.transitions import guard, lock
+from marketplace.disputes.models import OPEN_STATES, Dispute, DisputeEvidence
+from marketplace.notifications.services import notify
+from marketplace.payments.models import Payment
+from marketplace.payments.services import payment_refund
+from marketplace.payouts.models import PayoutHold
+from marketplace.payouts.services import (
+    payout_active_for_booking,
+    payout_hold,
+    payout_recompute_for_booking,
+    payout_release_hold,
+)
+
+S = Dispute.Status
+OPEN = set(OPEN_STATES)
+OUTCOMES = {
+    "release": ("resolve_release", S.RESOLVED_RELEASE),
+    "partial_refund": ("resolve_partial_refund", S.RESOLVED_PARTIAL_REFUND),
+    "full_refund": ("resolve_full_refund", S.RESOLVED_FULL_REFUND),
+}
+
+# transition -> (states it may start from, state it leads to)
+TRANSITIONS: dict[str, tuple[set[str], str]] = {
+    "request_response": ({S.OPENED, S.UNDER_REVIEW, S.ESCALATED}, S.AWAITING_RESPONSE),
+    "respond": ({S.AWAITING_RESPONSE}, S.UNDER_REVIEW),
+    "start_review": ({S.OPENED, S.AWAITING_RESPONSE}, S.UNDER_REVIEW),
+    "escalate": ({S.OPENED, S.AWAITING_RESPONSE, S.UNDER_REVIEW}, S.ESCALATED),
+    "resolve_release": (OPEN, S.RESOLVED_RELEASE),
+    "resolve_partial_refund": (OPEN, S.RESOLVED_PARTIAL_REFUND),
+    "resolve_full_refund": (OPEN, S.RESOLVED_FULL_REFUND),
+    "withdraw": (OPEN, S.WITHDRAWN),
+}
+
+
+def _apply(dispute: Dispute, *, actor, transition: str, reason: str = "", fields=(), data=None) -> Dispute:
+    target = guard(dispute, TRANSITIONS, transition)
+    from_state = dispute.status
+    dispute.status = target
+    dispute.save(update_fields=["status", "updated_at", *fields])
+    event_record(
+        verb=f"dispute.{transition}",
+        actor=actor,
+        target=dispute,
+        from_state=from_state,
+        to_state=target,
+        reason=reason,
+        data=data,
+    )
+    return dispute
+
+
+def _notify_parties(dispute: Dispute, booking: Booking, *, verb: str, title: str, body: str = "", skip=None):
+    for user in (booking.client, booking.provider):
+        if skip is None or user.pk != skip.pk:
+            notify(user=user, verb=verb, target=dispute, title=title, body=body)
+
+
+def dispute_open(*, booking: Booking, actor, reason_code: str, description: str) -> Dispute:
+    """A party disputes a completed booking within the dispute window; its payout goes on hold."""
+    if reason_code not in Dispute.Reason.values:
+        raise InvalidInput(f"Unknown dispute reason '{reason_code}'.")
+    if not (description or "").strip():
+        raise InvalidInput("Describe the problem to open a dispute.")
+    with transaction.atomic():
+        booking = lock(Booking, booking.pk, related=("client", "provider"))
+        guard(booking, BOOKING_TRANSITIONS, "dispute")
+        if actor.pk not in (booking.client_id, booking.provider_id) and not actor.has_perm("disputes.change_dispute"):
+            raise NotPermitted(f"You are not a party to booking #{booking.pk}.")
+        if booking.dispute_window_ends_at and booking.dispute_window_ends_at < timezone.now():
+            raise TransitionNotAllowed(booking, "open a dispute", detail="The dispute window has closed.")
+        now = timezone.now()
+        dispute = Dispute.objects.create(
+            booking=booking,
+            partner_id=booking.partner_id,
+            opened_by=actor,
+            reason_code=reason_code,
+            description=description,
+            sla_due_at=now + timedelta(hours=settings.MARKETPLACE_DISPUTE_SLA_HOURS),
+        )
+        event_record(
+            verb="dispute.opened",
+            actor=actor,
+            target=dispute,
+            to_state=dispute.status,
+            reason=description,
+            data={"booking": booking.pk, "reason_code": reason_code},
+        )
+        booking_apply_transition(
+            booking=booking, actor=actor, transition="dispute", reason=reason_code, notify_parties=False
+        )
+        payout = payout_active_for_booking(booking=booking)
+        if payout is not None:
+            payout_hold(
+                payout=payout,
+                actor=actor,
+                kind=PayoutHold.Kind.DISPUTE,
+                dispute_id=dispute.pk,
+                reason=f"Dispute #{dispute.pk} on booking #{booking.pk}",
+            )
+        _notify_parties(
+            dispute,
+            booking,
+            verb="dispute.opened",
+            skip=actor,
+            title=f"A dispute was opened on booking #{booking.pk}",
+            body=description,
+        )
+    return dispute
+
+
+def dispute_assign(*, dispute: Dispute, actor, assignee) -> Dispute:
+    """Assign a dispute to a staff member, granting them this one dispute (guardian object permission)."""
+    if not actor.has_perm("disputes.assign_dispute"):
+        raise NotPermitted("You do not have the permission to assign disputes.")
+    if not (assignee.is_active and assignee.is_staff):
+        raise InvalidInput(f"{assignee} is not active staff and cannot handle disputes.")
+    with transaction.atomic():
+        dispute = lock(Dispute, dispute.pk)
+        if dispute.status not in OPEN:
+            raise TransitionNotAllowed(dispute, "assign")
+        previous = dispute.assignee
+        if previous is not None and previous.pk != assignee.pk:
+            remove_perm("disputes.handle_dispute", previous, dispute)
+        assign_perm("disputes.handle_dispute", assignee, dispute)
+        dispute.assignee = assignee
+        dispute.save(update_fields=["assignee", "updated_at"])
+        event_record(
+            verb="dispute.assigned",
+            actor=actor,
+            target=dispute,
+            data={"assignee": assignee.pk, "previous": previous.pk if previous else None},
+        )
+        event_record(
+            verb="scope.granted",
+            actor=actor,
+            target=dispute,
+            data={"grantee": str(assignee), "permission": "disputes.handle_dispute"},
+        )
+        notify(user=assignee, verb="dispute.assigned", target=dispute, title=f"Dispute #{dispute.pk} is yours")
+    return dispute
+
+
+def dispute_request_response(*, dispute: Dispute, actor, due_at=None) -> Dispute:
+    """Ask the counterparty to respond by a deadline (default: the configured response time)."""
+    due_at = due_at or timezone.now() + timedelta(hours=settings.MARKETPLACE_DISPUTE_RESPONSE_HOURS)
+    if due_at <= timezone.now():
+        raise InvalidInput("The response deadline must be in the future.")
+    with transaction.atomic():
+        dispute = lock(Dispute, dispute.pk, related=("booking__client", "booking__provider", "opened_by"))
+        dispute.response_due_at = due_at
+        _apply(
+            dispute,
+            actor=actor,
+            transition="request_response",
+            fields=["response_due_at"],
+            data={"due_at": due_at.isoformat()},
+        )
+        booking = dispute.booking
+        counterparty = booking.provider if dispute.opened_by_id == booking.client_id else booking.client
+        notify(
+            user=counterparty,
+            verb="dispute.response_requested",
+            target=dispute,
+            title=f"Please respond to dispute #{dispute.pk} by {due_at:%Y-%m-%d %H:%M} UTC",
+        )
+    return dispute
+
+
+def dispute_respond(*, dispute: Dispute, actor, text: str) -> Dispute:
+    """The counterparty answers; the dispute moves to review with a fresh ops SLA."""
+    if not (text or "").strip():
+        raise InvalidInput("A response cannot be empty.")
+    with transaction.atomic():
+        dispute = lock(Dispute, dispute.pk, related=("booking",))
+        booking = dispute.booking
+        if actor.pk not in (booking.client_id, booking.provider_id) or actor.pk == dispute.opened_by_id:
+            raise NotPermitted(f"Only the other party can respond to dispute #{dispute.pk}.")
+        guard(dispute, TRANSITIONS, "respond")
+        DisputeEvidence.objects.create(dispute=dispute, submitted_by=actor, text=text)
+        dispute.sla_due_at = timezone.now() + timedelta(hours=settings.MARKETPLACE_DISPUTE_SLA_HOURS)
+        return _apply(dispute, actor=actor, transition="respond", reason=text, fields=["sla_due_at"])
+
+
+def dispute_add_evidence(*, dispute: Dispute, actor, text: str = "", file=None) -> DisputeEvidence:
+    if not (text or "").strip() and not file:
+        raise InvalidInput("Evidence needs a text or a file.")
+    with transaction.atomic():
+        dispute = lock(Dispute, dispute.pk, related=("booking",))
+        booking = dispute.booking
+        if actor.pk not in (booking.client_id, booking.provider_id) and not actor.is_staff:
+            raise NotPermitted(f"You are not a party to dispute #{dispute.pk}.")
+        if dispute.status not in OPEN:
+            raise TransitionNotAllowed(dispute, "add evidence")
+        evidence = DisputeEvidence.objects.create(dispute=dispute, submitted_by=actor, text=text, file=file or "")
+        event_record(verb="dispute.evidence_added", actor=actor, target=dispute, data={"evidence": evidence.pk})
+    return evidence
+
+
+def dispute_start_review(*, dispute: Dispute, actor=None) -> Dispute:
+    """Ops take the dispute into review (or the response deadline passed); the SLA clock starts."""
+    with transaction.atomic():
+        dispute = lock(Dispute, dispute.pk)
+        dispute.sla_due_at = timezone.now() + timedelta(hours=settings.MARKETPLACE_DISPUTE_SLA_HOURS)
+        return _apply(dispute, actor=actor, transition="start_review", fields=["sla_due_at"])
+
+
+def dispute_escalate(*, dispute: Dispute, actor=None, reason: str = "SLA breached") -> Dispute:
+    with transaction.atomic():
+        dispute = lock(Dispute, dispute.pk)
+        dispute.escalated_at = timezone.now()
+        return _apply(dispute, actor=actor, transition="escalate", reason=reason, fields=["escalated_at"])
+
+
+def dispute_resolve(
+    *, dispute: Dispute, actor, outcome: str, reason_code: str, note: str = "", refund_amount: Decimal | None = None
+) -> Dispute:
+    """Resolve a dispute: release the money to the provider, or refund part or all of it.
+
+    A refund above MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE is only proposed here; a second person
+    applies it with `dispute_approve_resolution`. Returns the dispute (resolved, or with a proposal).
+    """
+    if outcome not in OUTCOMES:
+        raise InvalidInput(f"Unknown outcome '{outcome}': use release, partial_refund or full_refund.")
+    if not (reason_code or "").strip():
+        raise InvalidInput("A reason code is required to resolve a dispute.")
+    if not actor.has_perm("disputes.resolve_dispute"):
+        raise NotPermitted("You do not have the permission to resolve disputes.")
+    with transaction.atomic():
+        dispute = lock(Dispute, dispute.pk)
+        guard(dispute, TRANSITIONS, OUTCOMES[outcome][0])
+        payment = Payment.objects.get(booking_id=dispute.booking_id)
+        refund = _refund_for(outcome, refund_amount, payment)
+        if refund > settings.MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE:
+            dispute.proposed_outcome = outcome
+            dispute.proposed_refund = refund
+            dispute.proposed_by = actor
+            dispute.proposed_at = timezone.now()
+            dispute.resolution_code = reason_code
+            dispute.resolution_note = note
+            dispute.save(
+                update_fields=[
+                    "proposed_outcome",
+                    "proposed_refund",
+                    "proposed_by",
+                    "proposed_at",
+                    "resolution_code",
+                    "resolution_note",
+                    "updated_at",
+                ]
+            )
+            event_record(
+                verb="dispute.resolution_proposed",
+                actor=actor,
+                target=dispute,
+                reason=note,
+                data={"outcome": outcome, "refund": str(refund), "reason_code": reason_code},
+            )
+            return dispute
+        return _resolve(dispute, actor=actor, outcome=outcome, refund=refund, reason_code=reason_code, note=note)
+
+
+def dispute_approve_resolution(*, dispute: Dispute, actor) -> Dispute:
+    """The second person applies a proposed refund above the threshold. Never the proposer."""
+    if not actor.has_perm("disputes.approve_refund"):
+        raise NotPermitted("You do not have the permission to approve refunds.")
+    with transaction.atomic():
+        dispute = lock(Dispute, dispute.pk)
+        if not dispute.proposed_outcome:
+            raise TransitionNotAllowed(dispute, "approve a resolution", detail="No resolution is waiting for approval.")
+        if dispute.proposed_by_id == actor.pk:
+            raise NotPermitted(
+                f"You proposed the resolution of dispute #{dispute.pk}; a second person must approve it."
+            )
+        guard(dispute, TRANSITIONS, OUTCOMES[dispute.proposed_outcome][0])
+        dispute.approved_by = actor
+        return _resolve(
+            dispute,
+            actor=dispute.proposed_by,
+            outcome=dispute.proposed_outcome,
+            refund=dispute.proposed_refund,
+            reason_code=dispute.resolution_code,
+            note=dispute.resolution_note,
+            approver=actor,
+        )
+
+
+def _refund_for(outcome: str, refund_amount, payment: Payment) -> Decimal:
+    if outcome == "release":
+        if refund_amount not in (None, ZERO):
+            raise InvalidInput("A release refunds nothing; choose partial_refund to refund.")
+        return ZERO
+    if outcome == "full_refund":
+        return payment.refundable
+    if refund_amount is None:
+        raise InvalidInput("A partial refund needs an amount.")
+    refund = quantize(refund_amount)
+    if not (ZERO < refund < payment.refundable):
+        raise InvalidInput(
+            f"A partial refund must be more than 0 and less than the {payment.refundable} {payment.currency} "
+            "left on the payment; use full_refund to refund everything."
+        )
+    return refund
+
+
+def _resolve(dispute: Dispute, *, actor, outcome, refund: Decimal, reason_code: str, note: str, approver=None):
+    booking = lock(Booking, dispute.booking_id, related=("client", "provider"))
+    if refund > ZERO:
+        payment_refund(
+            payment=Payment.objects.get(booking=booking),
+            amount=refund,
+            actor=approver or actor,
+            reason=f"Dispute #{dispute.pk}: {reason_code}",
+            idempotency_key=f"dispute:{dispute.pk}",
+        )
+    transition, _ = OUTCOMES[outcome]
+    dispute.refund_amount = refund
+    dispute.resolution_code = reason_code
+    dispute.resolution_note = note
+    dispute.resolved_by = actor
+    dispute.resolved_at = timezone.now()
+    dispute.proposed_outcome = ""
+    _apply(
+        dispute,
+        actor=approver or actor,
+        transition=transition,
+        reason=note,
+        fields=[
+            "refund_amount",
+            "resolution_code",
+            "resolution_note",
+            "resolved_by",
+            "resolved_at",
+            "proposed_outcome",
+            "approved_by",
+        ],
+        data={"refund": str(refund), "reason_code": reason_code, "approved_by": approver.pk if approver else None},
+    )
+    booking_apply_transition(
+        booking=booking, actor=approver or actor, transition="resolve", reason=reason_code, notify_parties=False
+    )
+    _release_payout(dispute, booking, actor=approver or actor, refunded=refund > ZERO)
+    _notify_parties(
+        dispute,
+        booking,
+        verb="dispute.resolved",
+        title=f"Dispute #{dispute.pk} is resolved",
+        body=f"{dispute.get_status_display()}. {note}".strip(),
+    )
+    return dispute
+
+
+def _release_payout(dispute: Dispute, booking: Booking, *, actor, refunded: bool) -> None:
+    payout = payout_active_for_booking(booking=booking)
+    if payout is None:
+        return
+    if refunded:
+        payout = payout_recompute_for_booking(booking=booking, actor=actor, reason=f"Refund on dispute #{dispute.pk}")
+    if payout.status == payout.Status.ON_HOLD and payout.holds.filter(dispute_id=dispute.pk, released_at=None).exists():
+        payout_release_hold(
+            payout=payout,
+            actor=actor,
+            kind=PayoutHold.Kind.DISPUTE,
+            dispute_id=dispute.pk,
+            reason=f"Dispute #{dispute.pk} closed",
+        )
+
+
+def dispute_withdraw(*, dispute: Dispute, actor, reason: str = "") -> Dispute:
+    """The opener withdraws; the booking is completed again and its payout hold is released."""
+    with transaction.atomic():
+        dispute = lock(Dispute, dispute.pk)
+        if actor.pk != dispute.opened_by_id and not actor.has_perm("disputes.resolve_dispute"):
+            raise NotPermitted(f"Only whoever opened dispute #{dispute.pk} can withdraw it.")
+        dispute.resolved_at = timezone.now()
+        dispute.resolved_by = actor
+        _apply(dispute, actor=actor, transition="withdraw", reason=reason, fields=["resolved_at", "resolved_by"])
+        booking = lock(Booking, dispute.booking_id, related=("client", "provider"))
+        booking_apply_transition(
+            booking=booking, actor=actor, transition="withdraw_dispute", reason=reason, notify_parties=False
+        )
+        _release_payout(dispute, booking, actor=actor, refunded=False)
+    return dispute

@@ -1,0 +1,112 @@
+from django.conf import settings
+from django.db import models
+
+from marketplace.core.money import AmountField, CurrencyField
+
+
+class PaymentMethod(models.Model):
+    """A card or account saved at the gateway. Only the gateway's token is stored, never numbers."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="payment_methods")
+    gateway_token = models.CharField(max_length=100)
+    brand = models.CharField(max_length=30, blank=True, default="")
+    last4 = models.CharField(max_length=4, blank=True, default="")
+    exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "gateway_token"], name="payment_method_unique_token"),
+            models.UniqueConstraint(
+                fields=["user"], condition=models.Q(is_default=True), name="payment_method_one_default"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(last4__regex=r"^[0-9]{0,4}$"), name="payment_method_last4_digits"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.brand} ****{self.last4}"
+
+
+class Payment(models.Model):
+    """The client's payment for one booking: authorised, then captured, possibly refunded."""
+
+    class Status(models.TextChoices):
+        AUTHORIZED = "authorized", "Authorized"
+        CAPTURED = "captured", "Captured"
+        VOIDED = "voided", "Voided"
+        PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
+        REFUNDED = "refunded", "Refunded"
+
+    booking = models.OneToOneField("bookings.Booking", on_delete=models.PROTECT, related_name="payment")
+    method = models.ForeignKey(PaymentMethod, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    amount = AmountField()
+    currency = CurrencyField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.AUTHORIZED)
+    captured_amount = AmountField(default=0)
+    refunded_amount = AmountField(default=0)
+    gateway_reference = models.CharField(max_length=100)
+    authorized_at = models.DateTimeField(auto_now_add=True)
+    captured_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gte=0), name="payment_amount_not_negative"),
+            models.CheckConstraint(
+                condition=models.Q(captured_amount__gte=0) & models.Q(captured_amount__lte=models.F("amount")),
+                name="payment_captured_within_amount",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(refunded_amount__gte=0) & models.Q(refunded_amount__lte=models.F("captured_amount")),
+                name="payment_refunded_within_captured",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["authorized", "captured", "voided", "partially_refunded", "refunded"]),
+                name="payment_status_valid",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "-authorized_at"], name="payment_status_idx")]
+
+    def __str__(self):
+        return f"Payment #{self.pk} ({self.status})"
+
+    @property
+    def refundable(self):
+        return self.captured_amount - self.refunded_amount
+
+
+class Refund(models.Model):
+    """Money returned to the client. Split between the provider's share and the platform's fee."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    amount = AmountField()
+    provider_share = AmountField()
+    platform_share = AmountField()
+    currency = CurrencyField()
+    reason = models.TextField(blank=True, default="")
+    gateway_reference = models.CharField(max_length=100)
+    idempotency_key = models.CharField(max_length=128, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="refund_amount_positive"),
+            models.CheckConstraint(
+                condition=models.Q(provider_share__gte=0) & models.Q(platform_share__gte=0),
+                name="refund_shares_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(amount=models.F("provider_share") + models.F("platform_share")),
+                name="refund_shares_sum_to_amount",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Refund #{self.pk}: {self.amount} {self.currency}"

@@ -1,0 +1,165 @@
+from django.conf import settings
+from django.db import models
+
+from marketplace.core.money import AmountField, CurrencyField
+
+
+class Payout(models.Model):
+    """Money owed to one partner for a set of settled bookings, on its way to their account."""
+
+    class Status(models.TextChoices):
+        ACCRUING = "accruing", "Accruing"
+        ON_HOLD = "on_hold", "On hold"
+        READY = "ready", "Ready"
+        AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+        APPROVED = "approved", "Approved"
+        SUBMITTED = "submitted", "Submitted"
+        PAID = "paid", "Paid"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        REVERSED = "reversed", "Reversed"
+
+    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="payouts")
+    amount = AmountField()
+    currency = CurrencyField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACCRUING)
+    hold_until = models.DateTimeField(help_text="End of the hold period; the payout matures after it.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    attempt_count = models.PositiveSmallIntegerField(default=0)
+    gateway_reference = models.CharField(max_length=100, blank=True, default="")
+    failure_reason = models.TextField(blank=True, default="")
+    note = models.TextField(blank=True, default="")
+    approved_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        permissions = [
+            ("approve_payout", "Can approve payouts (four-eyes)"),
+            ("hold_payout", "Can hold and release payouts"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="payout_amount_positive"),
+            models.CheckConstraint(
+                condition=models.Q(
+                    status__in=[
+                        "accruing",
+                        "on_hold",
+                        "ready",
+                        "awaiting_approval",
+                        "approved",
+                        "submitted",
+                        "paid",
+                        "failed",
+                        "cancelled",
+                        "reversed",
+                    ]
+                ),
+                name="payout_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(approved_by__isnull=True)
+                | models.Q(requested_by__isnull=True)
+                | ~models.Q(approved_by=models.F("requested_by")),
+                name="payout_four_eyes",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["partner", "status", "-created_at"], name="payout_partner_status_idx"),
+            models.Index(fields=["status", "-created_at"], name="payout_status_created_idx"),
+            models.Index(fields=["status", "hold_until"], name="payout_maturity_idx"),
+        ]
+
+    def __str__(self):
+        return f"Payout #{self.pk}"
+
+
+class PayoutItem(models.Model):
+    """One booking settled by a payout. A booking is in at most one live payout."""
+
+    payout = models.ForeignKey(Payout, on_delete=models.CASCADE, related_name="items")
+    booking = models.ForeignKey("bookings.Booking", on_delete=models.PROTECT, related_name="payout_items")
+    amount = AmountField()
+    is_active = models.BooleanField(default=True, help_text="False once the payout is cancelled.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["booking"], condition=models.Q(is_active=True), name="payout_item_one_per_booking"
+            ),
+            models.CheckConstraint(condition=models.Q(amount__gte=0), name="payout_item_amount_not_negative"),
+        ]
+
+    def __str__(self):
+        return f"{self.booking} in {self.payout}"
+
+
+class PayoutHold(models.Model):
+    """A reason a payout may not move: an open dispute, a risk flag, or an operator's hold."""
+
+    class Kind(models.TextChoices):
+        DISPUTE = "dispute", "Open dispute"
+        RISK = "risk", "Risk flag"
+        MANUAL = "manual", "Manual"
+
+    payout = models.ForeignKey(Payout, on_delete=models.CASCADE, related_name="holds")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    reason = models.TextField()
+    dispute_id = models.BigIntegerField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+    released_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["payout", "dispute_id"],
+                condition=models.Q(released_at__isnull=True, kind="dispute"),
+                name="payout_hold_one_per_dispute",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["payout"], condition=models.Q(released_at__isnull=True), name="payout_hold_active_idx")
+        ]
+
+    def __str__(self):
+        return f"{self.kind} hold on {self.payout}"
+
+
+class PayoutAttempt(models.Model):
+    """One submission to the gateway. Its idempotency key is payout id + attempt number."""
+
+    class Status(models.TextChoices):
+        SUBMITTED = "submitted", "Submitted"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    payout = models.ForeignKey(Payout, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveSmallIntegerField()
+    idempotency_key = models.CharField(max_length=64, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUBMITTED)
+    gateway_reference = models.CharField(max_length=100, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["payout", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["payout", "number"], name="payout_attempt_unique_number"),
+        ]
+
+    def __str__(self):
+        return self.idempotency_key

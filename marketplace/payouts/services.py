@@ -1,0 +1,401 @@
+"""The payout state machine: accrue, hold, approve (four-eyes), submit, pay, fail, retry, reverse."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from marketplace.audit.services import event_record
+from marketplace.bookings.models import Booking
+from marketplace.core.exceptions import ApplicationError, InvalidInput, NotPermitted
+from marketplace.core.money import ZERO
+from marketplace.core.transitions import guard, lock, lock_many
+from marketplace.ledger.services import ledger_post_payout, ledger_post_payout_reversal
+from marketplace.partners.models import Partner
+from marketplace.payments.gateway import get_gateway
+from marketplace.payments.models import Payment
+from marketplace.payouts.models import Payout, PayoutAttempt, PayoutHold, PayoutItem
+from marketplace.payouts.selectors import payout_for_user
+
+S = Payout.Status
+FINANCE_GROUP = "Finance"
+
+# transition -> (states it may start from, state it leads to)
+TRANSITIONS: dict[str, tuple[set[str], str]] = {
+    "hold": ({S.ACCRUING, S.READY, S.AWAITING_APPROVAL, S.APPROVED}, S.ON_HOLD),
+    "release": ({S.ON_HOLD}, S.ACCRUING),
+    "mature": ({S.ACCRUING}, S.READY),
+    "request_approval": ({S.READY}, S.AWAITING_APPROVAL),
+    "auto_approve": ({S.READY}, S.APPROVED),
+    "approve": ({S.AWAITING_APPROVAL}, S.APPROVED),
+    "reject": ({S.AWAITING_APPROVAL}, S.READY),
+    "submit": ({S.APPROVED}, S.SUBMITTED),
+    "mark_paid": ({S.SUBMITTED}, S.PAID),
+    "mark_failed": ({S.SUBMITTED}, S.FAILED),
+    "retry": ({S.FAILED}, S.READY),
+    "cancel": ({S.ACCRUING, S.ON_HOLD, S.READY, S.AWAITING_APPROVAL, S.APPROVED, S.FAILED}, S.CANCELLED),
+    "reverse": ({S.PAID}, S.REVERSED),
+}
+SETTLED = (Booking.Status.COMPLETED, Booking.Status.RESOLVED, Booking.Status.CLOSED)
+
+
+def _apply(payout: Payout, *, actor, transition: str, reason: str = "", fields=(), data=None, detail="") -> Payout:
+    target = guard(payout, TRANSITIONS, transition, detail=detail)
+    from_state = payout.status
+    payout.status = target
+    payout.save(update_fields=["status", "updated_at", *fields])
+    event_record(
+        verb=f"payout.{transition}",
+        actor=actor,
+        target=payout,
+        from_state=from_state,
+        to_state=target,
+        reason=reason,
+        data={"amount": str(payout.amount), **(data or {})},
+    )
+    return payout
+
+
+def booking_payable_amount(*, booking: Booking, payment: Payment) -> Decimal:
+    """What the provider is owed for a booking: captured, less refunds, less the platform's remaining fee."""
+    platform_refunded = payment.refunds.aggregate(t=Sum("platform_share"))["t"] or ZERO
+    return payment.captured_amount - payment.refunded_amount - (booking.platform_fee - platform_refunded)
+
+
+def payout_create(*, partner: Partner, bookings, actor=None) -> Payout:
+    """Gather settled bookings of one partner into a payout that accrues through the hold period.
+
+    Refuses, writing nothing, if any booking is of another partner, not settled, held by an open
+    dispute, or already in a live payout.
+    """
+    with transaction.atomic():
+        locked = lock_many(Booking, [b.pk for b in bookings])
+        if not locked:
+            raise InvalidInput("A payout needs at least one booking.")
+        payments = {p.booking_id: p for p in Payment.objects.filter(booking__in=locked)}
+        items, total = [], ZERO
+        for booking in locked:
+            if booking.partner_id != partner.pk:
+                raise InvalidInput(f"Booking #{booking.pk} belongs to another partner.")
+            if booking.status == Booking.Status.DISPUTED:
+                raise ApplicationError(f"Booking #{booking.pk} is held by an open dispute and cannot be paid out.")
+            if booking.status not in SETTLED:
+                raise ApplicationError(
+                    f"Booking #{booking.pk} is '{booking.status}', not settled; it cannot be paid out."
+                )
+            payment = payments.get(booking.pk)
+            if payment is None or payment.captured_amount <= ZERO:
+                raise ApplicationError(f"Booking #{booking.pk} has no captured payment to pay out.")
+            amount = booking_payable_amount(booking=booking, payment=payment)
+            items.append(PayoutItem(booking=booking, amount=amount))
+            total += amount
+        if PayoutItem.objects.filter(booking__in=locked, is_active=True).exists():
+            raise ApplicationError("One of these bookings is already in a live payout.")
+        if total <= ZERO:
+            raise InvalidInput("Nothing is owed for these bookings; no payout was created.")
+        last_completed = max(b.completed_at or timezone.now() for b in locked)
+        payout = Payout.objects.create(
+            partner=partner,
+            amount=total,
+            currency=locked[0].currency,
+            hold_until=last_completed + timedelta(days=settings.MARKETPLACE_PAYOUT_HOLD_DAYS),
+        )
+        for item in items:
+            item.payout = payout
+        try:
+            with transaction.atomic():
+                PayoutItem.objects.bulk_create(items)
+        except IntegrityError as exc:
+            raise ApplicationError("One of these bookings is already in a live payout.") from exc
+        event_record(
+            verb="payout.created",
+            actor=actor,
+            target=payout,
+            to_state=payout.status,
+            data={"amount": str(total), "bookings": [b.pk for b in locked]},
+        )
+        if partner.risk_flag:
+            PayoutHold.objects.create(payout=payout, kind=PayoutHold.Kind.RISK, reason="Partner is risk-flagged")
+            _apply(payout, actor=None, transition="hold", reason="Partner is risk-flagged")
+    return payout
+
+
+def payout_hold(*, payout: Payout, actor, reason: str, kind: str = PayoutHold.Kind.MANUAL, dispute_id=None) -> Payout:
+    """Put a hold on a payout. A payout already on hold collects the extra hold and stays put."""
+    if not (reason or "").strip():
+        raise InvalidInput("A reason is required to hold a payout.")
+    with transaction.atomic():
+        payout = lock(Payout, payout.pk)
+        if payout.status != S.ON_HOLD:
+            guard(payout, TRANSITIONS, "hold")
+        hold, created = PayoutHold.objects.get_or_create(
+            payout=payout,
+            kind=kind,
+            dispute_id=dispute_id,
+            released_at=None,
+            defaults={"reason": reason, "created_by": actor if getattr(actor, "pk", None) else None},
+        )
+        if payout.status == S.ON_HOLD:
+            if created:
+                event_record(verb="payout.hold_added", actor=actor, target=payout, reason=reason, data={"kind": kind})
+            return payout
+        return _apply(payout, actor=actor, transition="hold", reason=reason, data={"kind": kind})
+
+
+def payout_release_hold(*, payout: Payout, actor, kind: str | None = None, dispute_id=None, reason: str = "") -> Payout:
+    """Release holds (all of them, or those of one kind or dispute). With none left, the payout
+    goes back to accruing, and straight on to ready if its hold period is over."""
+    with transaction.atomic():
+        payout = lock(Payout, payout.pk)
+        guard(payout, TRANSITIONS, "release")
+        holds = payout.holds.filter(released_at__isnull=True)
+        if kind:
+            holds = holds.filter(kind=kind)
+        if dispute_id is not None:
+            holds = holds.filter(dispute_id=dispute_id)
+        holds.update(released_at=timezone.now(), released_by=actor if getattr(actor, "pk", None) else None)
+        if payout.holds.filter(released_at__isnull=True).exists():
+            event_record(
+                verb="payout.hold_released",
+                actor=actor,
+                target=payout,
+                reason=reason,
+                data={"kind": kind, "dispute": dispute_id, "still_on_hold": True},
+            )
+            return payout
+        _apply(payout, actor=actor, transition="release", reason=reason)
+        if payout.hold_until <= timezone.now():
+            _apply(payout, actor=None, transition="mature")
+        return payout
+
+
+def payout_mature(*, payout: Payout) -> Payout:
+    """The timer: a payout whose hold period is over becomes ready."""
+    with transaction.atomic():
+        payout = lock(Payout, payout.pk)
+        if payout.hold_until > timezone.now():
+            raise InvalidInput(f"Payout #{payout.pk} is held until {payout.hold_until:%Y-%m-%d %H:%M}.")
+        return _apply(payout, actor=None, transition="mature")
+
+
+def payout_needs_approval(payout: Payout) -> bool:
+    return payout.amount > settings.MARKETPLACE_PAYOUT_APPROVAL_ABOVE or payout.partner.risk_flag
+
+
+def payout_auto_approve(*, payout: Payout) -> Payout:
+    """A small payout of an unflagged partner needs no person's approval."""
+    with transaction.atomic():
+        payout = lock(Payout, payout.pk, related=("partner",))
+        if payout_needs_approval(payout):
+            guard(payout, TRANSITIONS, "auto_approve")
+            raise NotPermitted(f"Payout #{payout.pk} of {payout.amount} {payout.currency} needs a person's approval.")
+        return _apply(payout, actor=None, transition="auto_approve")
+
+
+def payout_request_approval(*, payout: Payout, actor, note: str = "") -> Payout:
+    with transaction.atomic():
+        payout = lock(Payout, payout.pk)
+        payout.requested_by = actor
+        payout.note = note
+        return _apply(payout, actor=actor, transition="request_approval", reason=note, fields=["requested_by", "note"])
+
+
+def _require_approver(payout: Payout, actor) -> None:
+    if not actor.has_perm("payouts.approve_payout"):
+        raise NotPermitted("You do not have the permission to approve payouts.")
+    if not payout_for_user(actor).filter(pk=payout.pk).exists():
+        raise NotPermitted(f"Payout #{payout.pk} is outside your scope.")
+
+
+def payout_approve(*, payout: Payout, actor) -> Payout:
+    """Approve a payout. Four-eyes: never the requester; above the finance threshold, Finance only."""
+    with transaction.atomic():
+        payout = lock(Payout, payout.pk)
+        guard(payout, TRANSITIONS, "approve")
+        if payout.requested_by_id == actor.pk:
+            raise NotPermitted(f"You requested payout #{payout.pk}; a second person must approve it.")
+        _require_approver(payout, actor)
+        if payout.amount > settings.MARKETPLACE_PAYOUT_FINANCE_ABOVE and not (
+            actor.is_superuser or actor.groups.filter(name=FINANCE_GROUP).exists()
+        ):
+            raise NotPermitted(
+                f"Payout #{payout.pk} is above {settings.MARKETPLACE_PAYOUT_FINANCE_ABOVE} {payout.currency}; "
+                "only Finance can approve it."
+            )
+        payout.approved_by = actor
+        payout.approved_at = timezone.now()
+        return _apply(payout, actor=actor, transition="approve", fields=["approved_by", "approved_at"])
+
+
+def payout_reject(*, payout: Payout, actor, reason: str) -> Payout:
+    """Send a payout back to ready with a reason; its requester must ask again."""
+    if not (reason or "").strip():
+        raise InvalidInput("A reason is required to reject a payout.")
+    with transaction.atomic():
+        payout = lock(Payout, payout.pk)
+        guard(payout, TRANSITIONS, "reject")
+        _require_approver(payout, actor)
+        payout.requested_by = None
+        return _apply(payout, actor=actor, transition="reject", reason=reason, fields=["requested_by"])
+
+
+def payout_submit(*, payout: Payout, actor=None) -> PayoutAttempt:
+    """Send an approved payout to the gateway as a new attempt (key: payout id + attempt number).
+
+    The gateway call itself runs in a task after commit (`payout_attempt_process`).
+    """
+    with transaction.atomic():
+        payout = lock(Payout, payout.pk)
+        guard(payout, TRANSITIONS, "submit")
+        payout.attempt_count += 1
+        payout.submitted_at = timezone.now()
+        attempt = PayoutAttempt.objects.create(
+            payout=payout,
+            number=payout.attempt_count,
+            idempotency_key=f"payout-{payout.pk}-attempt-{payout.attempt_count}",
+        )
+        _apply(
+            payout,
+            actor=actor,
+            transition="submit",
+            fields=["attempt_count", "submitted_at"],
+            data={"attempt": attempt.number},
+        )
+        transaction.on_commit(lambda: _enqueue_attempt(attempt.pk))
+    return attempt
+
+
+def _enqueue_attempt(attempt_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task("marketplace.payouts.tasks.payout_attempt_process", attempt_id)
+
+
+def payout_attempt_process(*, attempt_id: int) -> Payout | None:
+    """Call the gateway for one attempt and record the answer. Safe to run twice: the payout row
+    is locked, a finished attempt is skipped, and the gateway call carries the attempt's key."""
+    with transaction.atomic():
+        attempt = PayoutAttempt.objects.select_related("payout").get(pk=attempt_id)
+        payout = lock(Payout, attempt.payout_id, related=("partner",))
+        attempt = PayoutAttempt.objects.select_for_update().get(pk=attempt_id)
+        if attempt.status != PayoutAttempt.Status.SUBMITTED or payout.status != S.SUBMITTED:
+            return None
+        account = getattr(payout.partner, "payout_account", None)
+        if account is None:
+            result_ok, reference, error = False, "", "The partner has no payout account."
+        else:
+            result = get_gateway().payout(
+                account=account.gateway_reference,
+                amount=payout.amount,
+                currency=payout.currency,
+                idempotency_key=attempt.idempotency_key,
+            )
+            result_ok, reference, error = result.ok, result.reference, result.error
+        attempt.finished_at = timezone.now()
+        attempt.gateway_reference = reference
+        attempt.error = error
+        if result_ok:
+            attempt.status = PayoutAttempt.Status.SUCCEEDED
+            attempt.save(update_fields=["status", "gateway_reference", "error", "finished_at"])
+            payout.gateway_reference = reference
+            payout.paid_at = timezone.now()
+            _apply(
+                payout,
+                actor=None,
+                transition="mark_paid",
+                fields=["gateway_reference", "paid_at"],
+                data={"attempt": attempt.number},
+            )
+            ledger_post_payout(payout=payout)
+        else:
+            attempt.status = PayoutAttempt.Status.FAILED
+            attempt.save(update_fields=["status", "gateway_reference", "error", "finished_at"])
+            payout.failure_reason = error
+            _apply(
+                payout,
+                actor=None,
+                transition="mark_failed",
+                reason=error,
+                fields=["failure_reason"],
+                data={"attempt": attempt.number},
+            )
+    return payout
+
+
+def payout_retry(*, payout: Payout, actor) -> Payout:
+    """Put a failed payout back to ready; the next submission is a new attempt with a new key."""
+    with transaction.atomic():
+        payout = lock(Payout, payout.pk)
+        payout.failure_reason = ""
+        return _apply(payout, actor=actor, transition="retry", fields=["failure_reason"])
+
+
+def payout_cancel(*, payout: Payout, actor, reason: str) -> Payout:
+    """Cancel a payout that has not been sent; its bookings can be paid by a later payout."""
+    if not (reason or "").strip():
+        raise InvalidInput("A reason is required to cancel a payout.")
+    with transaction.atomic():
+        payout = lock(Payout, payout.pk)
+        _apply(payout, actor=actor, transition="cancel", reason=reason)
+        payout.items.update(is_active=False)
+    return payout
+
+
+def payout_reverse(*, payout: Payout, actor, reason: str) -> Payout:
+    """The bank returned a paid payout: the provider is owed the money again."""
+    if not (reason or "").strip():
+        raise InvalidInput("A reason is required to reverse a payout.")
+    with transaction.atomic():
+        payout = lock(Payout, payout.pk)
+        _apply(payout, actor=actor, transition="reverse", reason=reason)
+        ledger_post_payout_reversal(payout=payout)
+    return payout
+
+
+def payout_active_for_booking(*, booking: Booking) -> Payout | None:
+    """The live payout that settles a booking, if any."""
+    item = (
+        PayoutItem.objects.filter(booking=booking, is_active=True)
+        .exclude(payout__status__in=[S.PAID, S.CANCELLED, S.REVERSED])
+        .select_related("payout")
+        .first()
+    )
+    return item.payout if item else None
+
+
+def payout_recompute_for_booking(*, booking: Booking, actor, reason: str) -> Payout | None:
+    """After a refund, shrink the live payout that settles `booking` to what is still owed.
+
+    A payout left with nothing to pay is cancelled. A payout already submitted or paid is not
+    touched here: the refund then shows as a provider balance the ledger carries forward.
+    """
+    payout = payout_active_for_booking(booking=booking)
+    if payout is None:
+        return None
+    payout = lock(Payout, payout.pk)
+    if payout.status in (S.SUBMITTED, S.PAID, S.CANCELLED, S.REVERSED):
+        return payout
+    item = payout.items.get(booking=booking, is_active=True)
+    new_amount = booking_payable_amount(booking=booking, payment=Payment.objects.get(booking=booking))
+    if new_amount == item.amount:
+        return payout
+    item.amount = new_amount
+    item.save(update_fields=["amount"])
+    total = payout.items.filter(is_active=True).aggregate(t=Sum("amount"))["t"] or ZERO
+    event_record(
+        verb="payout.amount_adjusted",
+        actor=actor,
+        target=payout,
+        reason=reason,
+        data={"from": str(payout.amount), "to": str(total), "booking": booking.pk},
+    )
+    if total <= ZERO:
+        _apply(payout, actor=actor, transition="cancel", reason=f"Nothing left to pay: {reason}")
+        payout.items.update(is_active=False)
+        return payout
+    payout.amount = total
+    payout.save(update_fields=["amount", "updated_at"])
+    return payout
