@@ -52,10 +52,11 @@ INSTALLED_APPS = [
     "marketplace.bookings",
     "marketplace.messaging",
     "marketplace.reviews",
-    "marketplace.payments",
     "marketplace.ledger",
+    "marketplace.payments",
     "marketplace.payouts",
     "marketplace.disputes",
+    "marketplace.demo",
     # The doors
     "dashboards",
     "cms",
