@@ -1,0 +1,30 @@
+"""Shared admin base: every marketplace changelist reads through its model's scope selector."""
+
+from unfold.admin import ModelAdmin
+
+
+class ScopedReadOnlyAdmin(ModelAdmin):
+    """A read-only admin whose rows come from `scope(user)`, the model's `<model>_for_user` selector.
+
+    Writes go through the services (admin actions, added with the workflows), never through the
+    change form, so the form is read-only and add/delete are off.
+    """
+
+    scope = None  # a callable user -> queryset
+    list_select_related = ()
+    show_full_result_count = False
+
+    def get_queryset(self, request):
+        qs = type(self).scope(request.user) if type(self).scope else super().get_queryset(request)
+        if self.list_select_related:
+            qs = qs.select_related(*self.list_select_related)
+        return qs.order_by(*(self.ordering or ("-pk",)))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
