@@ -1,0 +1,339 @@
+"""The listing state machine (marketplace/catalog/services.py): every transition from every state,
+reasons, and material edits of live listings held for review."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from marketplace.audit.models import Event
+from marketplace.audit.selectors import event_list_for_object
+from marketplace.catalog.models import Listing
+from marketplace.catalog.selectors import listing_public_list
+from marketplace.catalog.services import (
+    TRANSITIONS,
+    listing_approve_revision,
+    listing_reject,
+    listing_reject_revision,
+    listing_request_changes,
+    listing_suspend,
+    listing_update,
+)
+from marketplace.core.exceptions import InvalidInput, TransitionNotAllowed
+from marketplace.notifications.models import Notification
+from tests.factories import CategoryFactory, StaffFactory
+from tests.factories.states import LISTING_SERVICES, listing_in
+
+pytestmark = pytest.mark.django_db
+
+S = Listing.Status
+LEGAL = [(name, state) for name, (sources, _) in TRANSITIONS.items() for state in sorted(sources)]
+ILLEGAL = [(name, state) for name, (sources, _) in TRANSITIONS.items() for state in S.values if state not in sources]
+REASONED = {
+    "request_changes": listing_request_changes,
+    "reject": listing_reject,
+    "suspend": listing_suspend,
+}
+LIVE = [S.PUBLISHED, S.PAUSED, S.SUSPENDED]
+
+
+def _row(listing: Listing) -> tuple:
+    """What a refused call must leave untouched."""
+    row = Listing.objects.get(pk=listing.pk)
+    return row.status, row.updated_at, row.moderation_reason, row.pending_changes
+
+
+def test_transition_table_covers_every_listing_state():
+    # given the table  # when we collect its states  # then no state is unreachable or a dead end by mistake
+    sources = set().union(*(sources for sources, _ in TRANSITIONS.values()))
+    targets = {target for _, target in TRANSITIONS.values()}
+    assert sources | targets == set(S.values)
+    assert S.ARCHIVED not in sources  # the only terminal state
+
+
+@pytest.mark.parametrize(("transition", "state"), LEGAL, ids=[f"{t}-from-{s}" for t, s in LEGAL])
+def test_listing_transition_legal_from_source_state(transition, state):
+    # given a listing brought to `state` through the services, and a moderator
+    listing = listing_in(state)
+    moderator = StaffFactory()
+    target = TRANSITIONS[transition][1]
+    told_before = Notification.objects.filter(user=listing.owner, verb=f"listing.{transition}").count()
+
+    # when
+    returned = LISTING_SERVICES[transition](listing, moderator)
+
+    # then the row moved, the audit trail says from where to where, and the owner was told
+    listing.refresh_from_db()
+    assert returned.status == listing.status == target
+    event = event_list_for_object(obj=listing).first()
+    assert (event.verb, event.from_state, event.to_state, event.actor) == (
+        f"listing.{transition}",
+        state,
+        target,
+        moderator,
+    )
+    assert Notification.objects.filter(user=listing.owner, verb=f"listing.{transition}").count() == told_before + 1
+
+
+@pytest.mark.parametrize(("transition", "state"), ILLEGAL, ids=[f"{t}-from-{s}" for t, s in ILLEGAL])
+def test_listing_transition_illegal_from_other_state(transition, state):
+    # given a listing in a state the transition may not start from
+    listing = listing_in(state)
+    before = _row(listing)
+    events_before = Event.objects.count()
+    notifications_before = Notification.objects.count()
+
+    # when
+    with pytest.raises(TransitionNotAllowed) as raised:
+        LISTING_SERVICES[transition](listing, StaffFactory())
+
+    # then the error names the object, its state and the transition, and nothing was written
+    assert str(raised.value) == f"Listing #{listing.pk} is '{state}': cannot {transition}."
+    assert raised.value.extra == {"object": f"Listing #{listing.pk}", "state": state, "transition": transition}
+    assert _row(listing) == before
+    assert Event.objects.count() == events_before
+    assert Notification.objects.count() == notifications_before
+
+
+def test_listing_submit_stamps_submitted_at():
+    # given
+    listing = listing_in(S.DRAFT)
+    # when
+    listing = LISTING_SERVICES["submit"](listing, listing.owner)
+    # then
+    listing.refresh_from_db()
+    assert listing.submitted_at is not None and listing.submitted_at <= timezone.now()
+
+
+def test_listing_approve_stamps_published_at_and_lists_it_publicly():
+    # given
+    listing = listing_in(S.PENDING_REVIEW)
+    assert not listing_public_list().filter(pk=listing.pk).exists()
+    # when
+    LISTING_SERVICES["approve"](listing, StaffFactory())
+    # then
+    listing.refresh_from_db()
+    assert listing.published_at is not None
+    assert listing_public_list().filter(pk=listing.pk).exists()
+
+
+@pytest.mark.parametrize("transition", sorted(REASONED))
+def test_listing_moderation_keeps_the_reason(transition):
+    # given
+    state = sorted(TRANSITIONS[transition][0])[0]
+    listing = listing_in(state)
+    # when
+    REASONED[transition](listing=listing, actor=StaffFactory(), reason="  Blurry photos.  ")
+    # then the reason is on the listing (trimmed) and in the audit event
+    listing.refresh_from_db()
+    assert listing.moderation_reason == "Blurry photos."
+    assert event_list_for_object(obj=listing).first().reason == "Blurry photos."
+
+
+def test_listing_reinstate_clears_the_suspension_reason():
+    # given
+    listing = listing_in(S.SUSPENDED)
+    assert listing.moderation_reason
+    # when
+    LISTING_SERVICES["reinstate"](listing, StaffFactory())
+    # then
+    listing.refresh_from_db()
+    assert (listing.status, listing.moderation_reason) == (S.PUBLISHED, "")
+
+
+@pytest.mark.parametrize("reason", ["", "   ", None])
+@pytest.mark.parametrize("transition", sorted(REASONED))
+def test_listing_moderation_without_reason_is_refused(transition, reason):
+    # given a listing the transition could otherwise apply to
+    state = sorted(TRANSITIONS[transition][0])[0]
+    listing = listing_in(state)
+    before = _row(listing)
+    events_before = Event.objects.count()
+
+    # when
+    with pytest.raises(InvalidInput) as raised:
+        REASONED[transition](listing=listing, actor=StaffFactory(), reason=reason)
+
+    # then
+    assert "A reason is required" in str(raised.value)
+    assert _row(listing) == before
+    assert Event.objects.count() == events_before
+
+
+# --- Edits -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", LIVE)
+def test_listing_update_material_edit_of_live_listing_is_held_for_review(state):
+    # given a live listing
+    listing = listing_in(state, title="Garden tidy-up", price=Decimal("100.00"))
+    owner = listing.owner
+
+    # when the owner changes its title and price
+    listing_update(listing=listing, actor=owner, data={"title": "Garden makeover", "price": Decimal("120.5")})
+
+    # then the live version stays and the proposal waits in pending_changes
+    listing.refresh_from_db()
+    assert (listing.status, listing.title, listing.price) == (state, "Garden tidy-up", Decimal("100.00"))
+    assert listing.pending_changes == {"title": "Garden makeover", "price": "120.50"}
+    assert listing.pending_changes_at is not None
+    event = event_list_for_object(obj=listing).first()
+    assert (event.verb, event.actor) == ("listing.revision_proposed", owner)
+
+
+def test_listing_update_material_edit_keeps_the_public_version_live():
+    # given
+    listing = listing_in(S.PUBLISHED, title="Garden tidy-up")
+    # when
+    listing_update(listing=listing, actor=listing.owner, data={"title": "Garden makeover"})
+    # then the public catalogue still shows the live title
+    assert listing_public_list().get(pk=listing.pk).title == "Garden tidy-up"
+
+
+def test_listing_update_second_material_edit_merges_into_the_pending_revision():
+    # given a live listing with a pending title change
+    listing = listing_in(S.PUBLISHED)
+    listing_update(listing=listing, actor=listing.owner, data={"title": "Garden makeover"})
+    # when the owner then changes the price
+    listing_update(listing=listing, actor=listing.owner, data={"price": "99.99"})
+    # then both wait for review
+    listing.refresh_from_db()
+    assert listing.pending_changes == {"title": "Garden makeover", "price": "99.99"}
+
+
+def test_listing_update_non_material_edit_of_live_listing_applies_directly():
+    # given
+    listing = listing_in(S.PUBLISHED)
+    ends_at = timezone.now() + timedelta(days=30)
+    # when
+    listing_update(listing=listing, actor=listing.owner, data={"ends_at": ends_at})
+    # then
+    listing.refresh_from_db()
+    assert listing.ends_at == ends_at
+    assert listing.pending_changes is None
+    assert event_list_for_object(obj=listing).first().verb == "listing.edited"
+
+
+@pytest.mark.parametrize("state", [S.DRAFT, S.CHANGES_REQUESTED])
+def test_listing_update_of_unpublished_listing_applies_directly(state):
+    # given
+    listing = listing_in(state, title="Garden tidy-up")
+    category = CategoryFactory()
+    # when
+    listing_update(
+        listing=listing, actor=listing.owner, data={"title": "Garden makeover", "price": 80, "category_id": category.pk}
+    )
+    # then
+    listing.refresh_from_db()
+    assert (listing.title, listing.price, listing.category_id) == ("Garden makeover", Decimal("80.00"), category.pk)
+    assert listing.pending_changes is None
+    assert event_list_for_object(obj=listing).first().verb == "listing.edited"
+
+
+def test_listing_approve_revision_applies_the_pending_changes():
+    # given a live listing with a pending material edit
+    listing = listing_in(S.PUBLISHED, title="Garden tidy-up", price=Decimal("100.00"))
+    category = CategoryFactory()
+    listing_update(
+        listing=listing,
+        actor=listing.owner,
+        data={"title": "Garden makeover", "price": "120.50", "category_id": category.pk},
+    )
+    moderator = StaffFactory()
+
+    # when
+    listing_approve_revision(listing=listing, actor=moderator)
+
+    # then the edit is live, nothing is pending, the status is unchanged, the owner is told
+    listing.refresh_from_db()
+    assert (listing.title, listing.price, listing.category_id) == ("Garden makeover", Decimal("120.50"), category.pk)
+    assert (listing.pending_changes, listing.pending_changes_at, listing.status) == (None, None, S.PUBLISHED)
+    event = event_list_for_object(obj=listing).first()
+    assert (event.verb, event.actor) == ("listing.revision_approved", moderator)
+    assert Notification.objects.filter(user=listing.owner, verb="listing.revision_approved").count() == 1
+
+
+def test_listing_reject_revision_discards_the_pending_changes():
+    # given
+    listing = listing_in(S.PUBLISHED, title="Garden tidy-up", price=Decimal("100.00"))
+    listing_update(listing=listing, actor=listing.owner, data={"title": "Garden makeover", "price": "1.00"})
+    moderator = StaffFactory()
+
+    # when
+    listing_reject_revision(listing=listing, actor=moderator, reason="The price looks like a typo.")
+
+    # then the live version is unchanged and the proposal is gone
+    listing.refresh_from_db()
+    assert (listing.title, listing.price, listing.status) == ("Garden tidy-up", Decimal("100.00"), S.PUBLISHED)
+    assert (listing.pending_changes, listing.pending_changes_at) == (None, None)
+    event = event_list_for_object(obj=listing).first()
+    assert (event.verb, event.reason, event.data) == (
+        "listing.revision_rejected",
+        "The price looks like a typo.",
+        {"title": "Garden makeover", "price": "1.00"},
+    )
+
+
+def test_listing_reject_revision_without_reason_is_refused():
+    # given
+    listing = listing_in(S.PUBLISHED)
+    listing_update(listing=listing, actor=listing.owner, data={"title": "Garden makeover"})
+    before = _row(listing)
+    # when
+    with pytest.raises(InvalidInput, match="A reason is required"):
+        listing_reject_revision(listing=listing, actor=StaffFactory(), reason=" ")
+    # then
+    assert _row(listing) == before
+
+
+@pytest.mark.parametrize("service", [listing_approve_revision, listing_reject_revision])
+def test_listing_revision_decision_without_pending_revision_is_refused(service):
+    # given a live listing with nothing pending
+    listing = listing_in(S.PUBLISHED)
+    before = _row(listing)
+    events_before = Event.objects.count()
+    kwargs = {"reason": "No."} if service is listing_reject_revision else {}
+
+    # when
+    with pytest.raises(TransitionNotAllowed) as raised:
+        service(listing=listing, actor=StaffFactory(), **kwargs)
+
+    # then
+    assert f"Listing #{listing.pk} is 'published'" in str(raised.value)
+    assert "There is no pending revision." in str(raised.value)
+    assert _row(listing) == before
+    assert Event.objects.count() == events_before
+
+
+@pytest.mark.parametrize("state", [S.ARCHIVED, S.REJECTED, S.EXPIRED])
+def test_listing_update_of_closed_listing_is_refused(state):
+    # given
+    listing = listing_in(state)
+    before = _row(listing)
+    # when
+    with pytest.raises(TransitionNotAllowed) as raised:
+        listing_update(listing=listing, actor=listing.owner, data={"title": "Something else"})
+    # then
+    assert str(raised.value) == f"Listing #{listing.pk} is '{state}': cannot edit."
+    assert _row(listing) == before
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"status": "published"}, "These fields cannot be edited: status."),
+        ({"owner_id": 1, "partner_id": 2}, "These fields cannot be edited: owner_id, partner_id."),
+        ({"price": "-0.01"}, "The price cannot be negative."),
+    ],
+)
+def test_listing_update_with_bad_input_is_refused(data, message):
+    # given
+    listing = listing_in(S.PUBLISHED)
+    before = _row(listing)
+    # when
+    with pytest.raises(InvalidInput) as raised:
+        listing_update(listing=listing, actor=listing.owner, data=data)
+    # then
+    assert str(raised.value) == message
+    assert _row(listing) == before
