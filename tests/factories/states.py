@@ -130,9 +130,12 @@ def booking_at(status: str, **kwargs) -> Booking:
 
 
 def job_listing(**kwargs) -> Listing:
-    """A published JOB listing posted by a client."""
-    kwargs.setdefault("owner", ClientFactory())
-    return ListingFactory(kind=Listing.Kind.JOB, status=Listing.Status.PUBLISHED, price=Decimal("250.00"), **kwargs)
+    """A JOB listing posted by a client, published unless `status` says otherwise."""
+    if "owner" not in kwargs:
+        kwargs["owner"] = ClientFactory()
+    kwargs.setdefault("status", Listing.Status.PUBLISHED)
+    kwargs.setdefault("price", Decimal("250.00"))
+    return ListingFactory(kind=Listing.Kind.JOB, **kwargs)
 
 
 def applicant_with_partner(**kwargs):

@@ -1,0 +1,101 @@
+"""Settings that fail early (site/config/settings/production.py, q.py): each check runs in a fresh
+interpreter with a clean environment, because settings are read once per process."""
+
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+REQUIRED = ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DATABASE_URL")
+PRODUCTION = {
+    "DJANGO_SECRET_KEY": secrets.token_urlsafe(60),
+    "DJANGO_ALLOWED_HOSTS": "marketplace.example.com",
+    "DATABASE_URL": "sqlite:////tmp/x.db",
+}
+LOAD = (
+    "import django; django.setup(); from django.conf import settings; "
+    "print(settings.DEBUG, settings.ALLOWED_HOSTS, settings.DATABASES['default']['ENGINE'])"
+)
+MISSING = re.compile(r"ImproperlyConfigured: Missing required environment variable\(s\): ([A-Z_, ]+)\.")
+
+
+def _run(args: list[str], **variables: str) -> subprocess.CompletedProcess:
+    """Run Python in the project root with only these variables (and what Python itself needs)."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/tmp",
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": "site",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "DJANGO_SETTINGS_MODULE": "config.settings.production",
+        **variables,
+    }
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _missing_named(stderr: str) -> set[str]:
+    found = MISSING.search(stderr)
+    assert found, f"no 'Missing required environment variable(s)' message in:\n{stderr}"
+    return {name.strip() for name in found.group(1).split(",")}
+
+
+@pytest.mark.parametrize("missing", REQUIRED)
+def test_production_settings_without_a_required_variable_stop_and_name_it(missing):
+    # given every required variable but one
+    variables = {k: v for k, v in PRODUCTION.items() if k != missing}
+    # when Django loads the production settings
+    result = _run(["-c", LOAD], **variables)
+    # then start-up stops and names exactly that variable
+    assert result.returncode != 0
+    assert _missing_named(result.stderr) == {missing}
+
+
+@pytest.mark.parametrize("missing", REQUIRED)
+def test_production_settings_with_a_blank_required_variable_stop_and_name_it(missing):
+    # given a variable that is set but blank
+    result = _run(["-c", LOAD], **{**PRODUCTION, missing: "  "})
+    # then
+    assert result.returncode != 0
+    assert _missing_named(result.stderr) == {missing}
+
+
+def test_production_settings_without_any_required_variable_name_all_of_them():
+    # given none  # when
+    result = _run(["-c", LOAD])
+    # then
+    assert result.returncode != 0
+    assert _missing_named(result.stderr) == set(REQUIRED)
+
+
+def test_production_settings_with_every_required_variable_load():
+    # given / when
+    result = _run(["-c", LOAD], **PRODUCTION)
+    # then
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False ['marketplace.example.com'] django.db.backends.sqlite3"
+
+
+@pytest.mark.parametrize(("timeout", "retry"), [("300", "180"), ("180", "180")], ids=["retry-below", "retry-equal"])
+def test_q_retry_not_above_q_timeout_stops_start_up_naming_both(timeout, retry):
+    # given a task retry that would hand a still-running task to a second worker
+    result = _run(["-c", LOAD], **PRODUCTION, Q_TIMEOUT=timeout, Q_RETRY=retry)
+    # then
+    assert result.returncode != 0
+    message = next(line for line in result.stderr.splitlines() if line.startswith("django.core.exceptions."))
+    assert message.startswith("django.core.exceptions.ImproperlyConfigured: ")
+    assert f"Q_RETRY ({retry}s)" in message and f"Q_TIMEOUT ({timeout}s)" in message
+
+
+def test_manage_check_deploy_passes_with_production_settings():
+    # given production settings with every required variable
+    # when Django's deployment checklist runs, failing on warnings too
+    result = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], **PRODUCTION)
+    # then no issue at all
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
