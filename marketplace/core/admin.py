@@ -1,5 +1,6 @@
 """Shared admin base: every marketplace changelist reads through its model's scope selector."""
 
+from django.http import Http404
 from unfold.admin import ModelAdmin
 
 
@@ -19,6 +20,11 @@ class ScopedReadOnlyAdmin(ModelAdmin):
         if self.list_select_related:
             qs = qs.select_related(*self.list_select_related)
         return qs.order_by(*(self.ordering or ("-pk",)))
+
+    def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
+        # Django redirects to the changelist for a missing object; an object outside the user's
+        # scope is indistinguishable from a missing one, and both answer 404.
+        raise Http404(f"No {opts.verbose_name} with id {object_id!r} in your scope.")
 
     def has_add_permission(self, request):
         return False
