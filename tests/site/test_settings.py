@@ -16,8 +16,10 @@ PRODUCTION = {
     "DJANGO_ALLOWED_HOSTS": "marketplace.example.com",
     "DATABASE_URL": "sqlite:////tmp/x.db",
 }
+# Reading a setting imports the settings module, which is where every early check runs; the app
+# registry (django.setup) is not needed for that, and `check --deploy` below loads it anyway.
 LOAD = (
-    "import django; django.setup(); from django.conf import settings; "
+    "import django; from django.conf import settings; "
     "print(settings.DEBUG, settings.ALLOWED_HOSTS, settings.DATABASES['default']['ENGINE'])"
 )
 MISSING = re.compile(r"ImproperlyConfigured: Missing required environment variable\(s\): ([A-Z_, ]+)\.")

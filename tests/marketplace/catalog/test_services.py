@@ -10,7 +10,7 @@ from django.utils import timezone
 from marketplace.audit.models import Event
 from marketplace.audit.selectors import event_list_for_object
 from marketplace.catalog.models import Listing
-from marketplace.catalog.selectors import listing_public_list
+from marketplace.catalog.selectors import listing_moderation_queue, listing_public_list
 from marketplace.catalog.services import (
     TRANSITIONS,
     listing_approve_revision,
@@ -189,6 +189,31 @@ def test_listing_update_material_edit_keeps_the_public_version_live():
     listing_update(listing=listing, actor=listing.owner, data={"title": "Garden makeover"})
     # then the public catalogue still shows the live title
     assert listing_public_list().get(pk=listing.pk).title == "Garden tidy-up"
+
+
+def test_listing_update_material_edit_of_live_listing_goes_back_to_the_moderation_queue():
+    # given a live listing and a moderator who sees every partner
+    listing = listing_in(S.PUBLISHED)
+    moderator = StaffFactory(is_superuser=True)
+    assert not listing_moderation_queue(moderator).filter(pk=listing.pk).exists()
+    # when
+    listing_update(listing=listing, actor=listing.owner, data={"description": "Now with hedge trimming."})
+    # then it waits for review, while staying published
+    assert listing_moderation_queue(moderator).filter(pk=listing.pk, status=S.PUBLISHED).exists()
+    # and once the revision is approved, it leaves the queue
+    listing_approve_revision(listing=listing, actor=moderator)
+    assert not listing_moderation_queue(moderator).filter(pk=listing.pk).exists()
+
+
+def test_listing_update_reverting_a_pending_change_withdraws_it():
+    # given a live listing with a pending title change
+    listing = listing_in(S.PUBLISHED, title="Garden tidy-up")
+    listing_update(listing=listing, actor=listing.owner, data={"title": "Garden makeover"})
+    # when the owner changes the title back to the live one
+    listing_update(listing=listing, actor=listing.owner, data={"title": "Garden tidy-up"})
+    # then no title change is left waiting: approving must not bring back the abandoned title
+    listing.refresh_from_db()
+    assert "title" not in (listing.pending_changes or {})
 
 
 def test_listing_update_second_material_edit_merges_into_the_pending_revision():
