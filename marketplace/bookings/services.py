@@ -159,6 +159,8 @@ def booking_request_payment(*, booking: Booking, actor) -> Booking:
     """Ask the client to pay; the booking expires if no payment is authorised in time."""
     with transaction.atomic():
         booking = lock(Booking, booking.pk)
+        _require_party_or_operator(booking, actor)
+        guard(booking, TRANSITIONS, "request_payment")
         booking.expires_at = timezone.now() + timedelta(minutes=settings.MARKETPLACE_PAYMENT_EXPIRY_MINUTES)
         booking.save(update_fields=["expires_at"])
         return booking_apply_transition(booking=booking, actor=actor, transition="request_payment")

@@ -175,24 +175,33 @@ def listing_update(*, listing: Listing, actor, data: dict) -> Listing:
         if listing.status in (S.ARCHIVED, S.REJECTED, S.EXPIRED):
             raise TransitionNotAllowed(listing, "edit")
         live = listing.status in (S.PUBLISHED, S.PAUSED, S.SUSPENDED)
-        material = {k: v for k, v in data.items() if k in MATERIAL_FIELDS and getattr(listing, k) != v}
-        direct = {k: v for k, v in data.items() if k not in material}
+        proposed = False
+        if live:
+            # Material fields wait for review; setting one back to its live value withdraws it.
+            direct = {k: v for k, v in data.items() if k not in MATERIAL_FIELDS}
+            pending = dict(listing.pending_changes or {})
+            for field in MATERIAL_FIELDS:
+                if field not in data:
+                    continue
+                if str(getattr(listing, field)) == str(data[field]):
+                    pending.pop(field, None)
+                else:
+                    pending[field] = str(data[field])
+                    proposed = True
+            fields = [*direct]
+            if (pending or None) != listing.pending_changes:
+                listing.pending_changes = pending or None
+                listing.pending_changes_at = timezone.now() if pending else None
+                fields += ["pending_changes", "pending_changes_at"]
+        else:
+            direct = {k: v for k, v in data.items() if str(getattr(listing, k)) != str(v)}
+            fields = [*direct]
         for field, value in direct.items():
             setattr(listing, field, value)
-        fields = [*direct]
-        if material and live:
-            pending = {**(listing.pending_changes or {}), **{k: str(v) for k, v in material.items()}}
-            listing.pending_changes = pending
-            listing.pending_changes_at = timezone.now()
-            fields += ["pending_changes", "pending_changes_at"]
-        else:
-            for field, value in material.items():
-                setattr(listing, field, value)
-            fields += list(material)
         if fields:
             listing.save(update_fields=[*fields, "updated_at"])
             event_record(
-                verb="listing.revision_proposed" if material and live else "listing.edited",
+                verb="listing.revision_proposed" if proposed else "listing.edited",
                 actor=actor,
                 target=listing,
                 data={k: str(v) for k, v in data.items()},

@@ -108,7 +108,11 @@ def dispute_open(*, booking: Booking, actor, reason_code: str, description: str)
             booking=booking, actor=actor, transition="dispute", reason=reason_code, notify_parties=False
         )
         payout = payout_active_for_booking(booking=booking)
-        if payout is not None:
+        if payout is not None and payout.status == payout.Status.SUBMITTED:
+            # The money is already at the gateway and cannot be stopped; a refund on this dispute
+            # then leaves the provider owing it, which the ledger carries as a negative payable.
+            event_record(verb="dispute.payout_in_flight", actor=actor, target=dispute, data={"payout": payout.pk})
+        elif payout is not None:
             payout_hold(
                 payout=payout,
                 actor=actor,

@@ -25,7 +25,7 @@ FINANCE_GROUP = "Finance"
 
 # transition -> (states it may start from, state it leads to)
 TRANSITIONS: dict[str, tuple[set[str], str]] = {
-    "hold": ({S.ACCRUING, S.READY, S.AWAITING_APPROVAL, S.APPROVED}, S.ON_HOLD),
+    "hold": ({S.ACCRUING, S.READY, S.AWAITING_APPROVAL, S.APPROVED, S.FAILED}, S.ON_HOLD),
     "release": ({S.ON_HOLD}, S.ACCRUING),
     "mature": ({S.ACCRUING}, S.READY),
     "request_approval": ({S.READY}, S.AWAITING_APPROVAL),

@@ -118,6 +118,10 @@ def booking_cancel(*, booking: Booking, actor, reason: str, refund_amount: Decim
     policy's refund, or an operator's chosen amount (never more than was paid)."""
     if not (reason or "").strip():
         raise InvalidInput("A reason is required to cancel a booking.")
+    if refund_amount is not None:
+        refund_amount = quantize(refund_amount)
+        if refund_amount < ZERO:
+            raise InvalidInput("A refund cannot be negative.")
     with transaction.atomic():
         booking = lock(Booking, booking.pk)
         guard(booking, TRANSITIONS, "cancel")
@@ -126,29 +130,30 @@ def booking_cancel(*, booking: Booking, actor, reason: str, refund_amount: Decim
             raise NotPermitted(f"You cannot cancel booking #{booking.pk}.")
         if refund_amount is not None and not _is_operator(actor):
             raise NotPermitted("Only an operator can choose the refund amount.")
+        refunded = ZERO
         payment = Payment.objects.filter(booking=booking).first()
         if payment is not None and payment.status == Payment.Status.AUTHORIZED:
+            # Nothing was captured, so nothing is refunded: the authorisation is released.
             payment_void(payment=payment, actor=actor, reason=reason)
         elif payment is not None:
             if refund_amount is None:
                 # The provider cancelling gives the client everything back.
-                refund_amount = (
-                    payment.refundable
-                    if actor.pk == booking.provider_id
-                    else booking_cancellation_refund(booking=booking)
-                )
+                if actor.pk == booking.provider_id:
+                    refund_amount = payment.refundable
+                else:
+                    refund_amount = booking_cancellation_refund(booking=booking)
             if refund_amount > ZERO:
-                payment_refund(
+                refunded = payment_refund(
                     payment=payment,
                     amount=refund_amount,
                     actor=actor,
                     reason=f"Cancellation: {reason}",
                     idempotency_key=f"cancel:booking:{booking.pk}",
-                )
+                ).amount
         return booking_apply_transition(
             booking=booking,
             actor=actor,
             transition="cancel",
             reason=reason,
-            data={"refund": str(refund_amount or ZERO)},
+            data={"refund": str(refunded)},
         )

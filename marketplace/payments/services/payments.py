@@ -82,8 +82,8 @@ def payment_refund(*, payment: Payment, amount: Decimal, actor, reason: str, ide
     """Refund part or all of a captured payment.
 
     The refund is split between the provider's share and the platform's fee in proportion to
-    the booking's commission; the last refund takes exactly what is left of each, so the shares
-    always add up to what was captured. The same `idempotency_key` twice returns the first refund.
+    the booking's commission, rounded on the running total: the shares are never negative, and a
+    payment refunded in full gives back exactly its fee and its provider share. The same `idempotency_key` twice returns the first refund.
     A refund larger than what is left raises InvalidInput and writes nothing.
     """
     amount = quantize(amount)
@@ -102,12 +102,12 @@ def payment_refund(*, payment: Payment, amount: Decimal, actor, reason: str, ide
                 f"left to refund on payment #{payment.pk}."
             )
         booking = payment.booking
+        # The platform's share is rounded on the running total, not on each part, so many small
+        # refunds neither drift from the commission nor give a negative share.
         fee_refunded = sum((r.platform_share for r in payment.refunds.all()), ZERO)
-        fee_left = booking.platform_fee - fee_refunded
-        if amount == payment.refundable:
-            platform_share = fee_left
-        else:
-            platform_share = min(fee_left, quantize(amount * booking.platform_fee / payment.captured_amount))
+        refunded_after = payment.refunded_amount + amount
+        fee_due_after = quantize(refunded_after * booking.platform_fee / payment.captured_amount)
+        platform_share = min(amount, max(ZERO, fee_due_after - fee_refunded))
         result = get_gateway().refund(
             reference=payment.gateway_reference, amount=amount, idempotency_key=f"refund:{idempotency_key}"
         )
