@@ -13,7 +13,7 @@ def booking_for_user(user):
         return Booking.objects.none()
     if scope_is_global(user):
         return Booking.objects.all()
-    return Booking.objects.filter(partner_scope_q(user, "partner") | category_scope_q(user, "category__path"))
+    return Booking.objects.filter(partner_scope_q(user, "partner") | category_scope_q(user, "category"))
 
 
 def booking_list_for_party(user):

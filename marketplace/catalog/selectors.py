@@ -3,19 +3,24 @@
 from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.lookups import StartsWith
 
-from marketplace.catalog.models import CategoryGroupObjectPermission, CategoryUserObjectPermission, Listing
-from marketplace.partners.selectors import can_operate, partner_scope_q, scope_is_global
+from marketplace.catalog.models import Category, CategoryGroupObjectPermission, CategoryUserObjectPermission, Listing
+from marketplace.partners.selectors import can_operate, partner_scope_q, permission_id, scope_is_global
 
 SCOPE_CODENAME = "operate_category"
 
 
-def category_scope_q(user, path_field: str = "category__path") -> Q:
-    """Rows whose category (at `path_field`, a tree path) lies at or below a category granted to the user."""
-    perm = {"permission__codename": SCOPE_CODENAME, "permission__content_type__app_label": "catalog"}
-    below = StartsWith(OuterRef(path_field), F("content_object__path"))
-    direct = CategoryUserObjectPermission.objects.filter(below, user=user, **perm)
-    via_group = CategoryGroupObjectPermission.objects.filter(below, group__user=user, **perm)
-    return Q(Exists(direct)) | Q(Exists(via_group))
+def category_scope_q(user, category_field: str = "category") -> Q:
+    """Rows whose category (at `category_field`) lies at or below a category granted to the user.
+
+    The subtree is resolved on the small category table (a path-prefix EXISTS per category) into
+    one uncorrelated subquery of category ids, which the big table probes as a hash.
+    """
+    perm = permission_id("catalog", SCOPE_CODENAME)
+    below = StartsWith(OuterRef("path"), F("content_object__path"))
+    direct = CategoryUserObjectPermission.objects.filter(below, user=user, permission_id=perm)
+    via_group = CategoryGroupObjectPermission.objects.filter(below, group__user=user, permission_id=perm)
+    granted = Category.objects.filter(Q(Exists(direct)) | Q(Exists(via_group))).values("pk")
+    return Q(**{f"{category_field}__in": granted})
 
 
 def listing_for_user(user):
@@ -24,7 +29,7 @@ def listing_for_user(user):
         return Listing.objects.none()
     if scope_is_global(user):
         return Listing.objects.all()
-    return Listing.objects.filter(partner_scope_q(user, "partner") | category_scope_q(user, "category__path"))
+    return Listing.objects.filter(partner_scope_q(user, "partner") | category_scope_q(user, "category"))
 
 
 def listing_moderation_queue(user):

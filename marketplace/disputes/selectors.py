@@ -1,18 +1,19 @@
 """Dispute reads. `dispute_for_user` is the one scope for disputes: partner and category grants,
 plus the single disputes assigned (granted) to the user."""
 
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 
 from marketplace.catalog.selectors import category_scope_q
 from marketplace.disputes.models import OPEN_STATES, Dispute, DisputeGroupObjectPermission, DisputeUserObjectPermission
-from marketplace.partners.selectors import can_operate, partner_scope_q, scope_is_global
+from marketplace.partners.selectors import can_operate, granted_ids, partner_scope_q, scope_is_global
 
 
 def dispute_grant_q(user) -> Q:
-    perm = {"permission__codename": "handle_dispute", "permission__content_type__app_label": "disputes"}
-    direct = DisputeUserObjectPermission.objects.filter(user=user, content_object=OuterRef("pk"), **perm)
-    via_group = DisputeGroupObjectPermission.objects.filter(group__user=user, content_object=OuterRef("pk"), **perm)
-    return Q(Exists(direct)) | Q(Exists(via_group))
+    """Single disputes granted to the user (assignment grants `handle_dispute` on the dispute)."""
+    direct, via_group = granted_ids(
+        user, DisputeUserObjectPermission, DisputeGroupObjectPermission, app_label="disputes", codename="handle_dispute"
+    )
+    return Q(pk__in=direct) | Q(pk__in=via_group)
 
 
 def dispute_for_user(user):
@@ -21,7 +22,7 @@ def dispute_for_user(user):
     if scope_is_global(user):
         return Dispute.objects.all()
     return Dispute.objects.filter(
-        partner_scope_q(user, "partner") | category_scope_q(user, "booking__category__path") | dispute_grant_q(user)
+        partner_scope_q(user, "partner") | category_scope_q(user, "booking__category") | dispute_grant_q(user)
     )
 
 

@@ -1,6 +1,13 @@
-"""Partner reads and the partner half of the staff scope, expressed as SQL (EXISTS), never id lists."""
+"""Partner reads and the partner half of the staff scope, expressed in SQL, never as id lists.
 
-from django.db.models import Exists, OuterRef, Q
+A grant becomes an uncorrelated subquery over guardian's direct-foreign-key tables
+(`partner_id IN (SELECT content_object_id FROM ...userobjectpermission JOIN ... WHERE user_id = ...)`):
+PostgreSQL runs it once and probes a hash per row, where a correlated EXISTS under the OR of
+several grant kinds would be re-run for every row scanned.
+"""
+
+from django.contrib.auth.models import Permission
+from django.db.models import Q, Subquery
 
 from marketplace.partners.models import Partner, PartnerGroupObjectPermission, PartnerUserObjectPermission
 
@@ -16,14 +23,25 @@ def can_operate(user) -> bool:
     return bool(user and user.is_authenticated and user.is_active and user.is_staff)
 
 
+def permission_id(app_label: str, codename: str) -> Subquery:
+    """The permission's id as a scalar subquery (an InitPlan, run once per query)."""
+    return Subquery(Permission.objects.filter(content_type__app_label=app_label, codename=codename).values("pk")[:1])
+
+
+def granted_ids(user, user_model, group_model, *, app_label: str, codename: str) -> tuple:
+    """Two subqueries of the object ids granted to `user`: directly, and through their groups."""
+    perm = permission_id(app_label, codename)
+    direct = user_model.objects.filter(user=user, permission_id=perm).values("content_object_id")
+    via_group = group_model.objects.filter(group__user=user, permission_id=perm).values("content_object_id")
+    return direct, via_group
+
+
 def partner_scope_q(user, partner_field: str = "partner") -> Q:
     """Rows whose partner (at `partner_field`) the user was granted directly or through a group."""
-    perm = {"permission__codename": SCOPE_CODENAME, "permission__content_type__app_label": "partners"}
-    direct = PartnerUserObjectPermission.objects.filter(user=user, content_object=OuterRef(partner_field), **perm)
-    via_group = PartnerGroupObjectPermission.objects.filter(
-        group__user=user, content_object=OuterRef(partner_field), **perm
+    direct, via_group = granted_ids(
+        user, PartnerUserObjectPermission, PartnerGroupObjectPermission, app_label="partners", codename=SCOPE_CODENAME
     )
-    return Q(Exists(direct)) | Q(Exists(via_group))
+    return Q(**{f"{partner_field}__in": direct}) | Q(**{f"{partner_field}__in": via_group})
 
 
 def partner_for_user(user):
