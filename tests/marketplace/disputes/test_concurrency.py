@@ -197,3 +197,31 @@ def test_dispute_assign_to_two_agents_at_once_leaves_one_holder():
     last, first = (agent_a, agent_b) if dispute.assignee_id == agent_a.pk else (agent_b, agent_a)
     assert User.objects.get(pk=last.pk).has_perm("disputes.handle_dispute", dispute)
     assert not User.objects.get(pk=first.pk).has_perm("disputes.handle_dispute", dispute)
+
+
+@two_connections
+def test_dispute_open_and_payout_create_at_once_end_in_a_serial_order():
+    # given a completed booking of 100.00 (fee 15.00) that is not in a payout yet
+    booking = flows.settled_booking(
+        amount=Decimal("100.00"), commission_rate=Decimal("0.15"), platform_fee=Decimal("15.00")
+    )
+    client, partner = booking.client, booking.partner
+
+    # when the client opens a dispute just as the payout run gathers the booking
+    outcomes = run_concurrently(
+        lambda: disputes.dispute_open(booking=booking, actor=client, reason_code="quality", description="Broken"),
+        lambda: payout_create(partner=partner, bookings=[booking]),
+    )
+
+    # then the dispute is always opened, and either the payout came first and is now held for the
+    # dispute, or the dispute came first and the payout was refused: never an unheld payout of a disputed booking
+    opened, created = outcomes
+    assert opened.ok, opened.error
+    dispute = opened.value
+    if created.ok:
+        payout = Payout.objects.get(pk=created.value.pk)
+        assert payout.status == Payout.Status.ON_HOLD
+        assert list(payout.holds.values_list("dispute_id", flat=True)) == [dispute.pk]
+    else:
+        assert created.error.message == f"Booking #{booking.pk} is held by an open dispute and cannot be paid out."
+        assert not Payout.objects.exists()

@@ -8,6 +8,7 @@ import pytest
 from django.db import transaction
 from django.forms.models import model_to_dict
 from django.utils import timezone
+from guardian.shortcuts import assign_perm
 
 from marketplace.accounts.models import User
 from marketplace.accounts.services import StaffGroup
@@ -19,10 +20,11 @@ from marketplace.disputes.models import Dispute
 from marketplace.disputes.services import TRANSITIONS
 from marketplace.ledger.models import LedgerTransaction
 from marketplace.ledger.selectors import ledger_reconcile
+from marketplace.partners.services import partner_scope_grant
 from marketplace.payments.models import Payment, Refund
 from marketplace.payouts.models import Payout, PayoutHold
 from marketplace.payouts.services import payout_create, payout_hold
-from tests.factories import ClientFactory, flows
+from tests.factories import ClientFactory, PartnerFactory, flows
 from tests.factories.settlement import dispute_in, payout_in, staff
 
 pytestmark = pytest.mark.django_db
@@ -542,3 +544,45 @@ def test_dispute_assign_refusals():
         disputes.dispute_assign(dispute=resolved, actor=lead, assignee=agent)
     assert exc.value.message == f"Dispute #{resolved.pk} is 'resolved_release': cannot assign."
     assert not fresh(agent).has_perm("disputes.handle_dispute", dispute)
+
+
+# --- scope ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "scope, allowed",
+    [
+        ("the dispute's partner", True),
+        ("the booking's category", True),
+        ("the dispute, assigned", True),
+        ("global (lead)", True),
+        ("another partner", False),
+        ("no grant", False),
+    ],
+)
+def test_dispute_resolve_matrix_agent_scope(scope, allowed):
+    # given an open dispute and an agent (who may resolve disputes) with one kind of scope
+    dispute = dispute_in(S.UNDER_REVIEW)
+    actor = staff(LEAD) if scope == "global (lead)" else staff(AGENT)
+    if scope == "the dispute's partner":
+        partner_scope_grant(partner=dispute.partner, grantee=actor)
+    elif scope == "the booking's category":
+        assign_perm("catalog.operate_category", actor, dispute.booking.category)
+    elif scope == "the dispute, assigned":
+        disputes.dispute_assign(dispute=dispute, actor=staff(LEAD), assignee=actor)
+    elif scope == "another partner":
+        partner_scope_grant(partner=PartnerFactory(), grantee=actor)
+    actor = User.objects.get(pk=actor.pk)
+    before = row(dispute)
+
+    # when they resolve it (a partial refund: money moves)
+    if allowed:
+        resolve(dispute, "partial_refund", actor=actor, refund_amount=Decimal("10.00"))
+        # then it is resolved
+        assert Dispute.objects.get(pk=dispute.pk).status == S.RESOLVED_PARTIAL_REFUND
+    else:
+        # then a dispute outside their scope is refused, as the payout approver's scope is (one scope everywhere)
+        with pytest.raises(NotPermitted, match="outside your scope"):
+            resolve(dispute, "partial_refund", actor=actor, refund_amount=Decimal("10.00"))
+        assert row(dispute) == before
+        assert not Refund.objects.exists()

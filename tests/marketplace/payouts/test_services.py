@@ -17,6 +17,7 @@ from marketplace.disputes.models import Dispute
 from marketplace.disputes.services import dispute_open
 from marketplace.ledger.models import LedgerTransaction
 from marketplace.partners.services import partner_scope_grant
+from marketplace.payments.gateway import SandboxGateway
 from marketplace.payments.models import Payment
 from marketplace.payments.services import payment_refund
 from marketplace.payouts import services as payouts
@@ -641,3 +642,48 @@ def test_payout_transitions_that_need_a_reason_refuse_a_blank_one(service):
     with pytest.raises(InvalidInput, match="A reason is required"):
         service(payout=payout, actor=None, reason=" ")
     assert row(payout) == before
+
+
+@pytest.mark.parametrize("detour", ["hold and release", "failure and retry"])
+def test_payout_approval_is_asked_afresh_after_the_payout_went_back_to_ready(detour):
+    # given a payout of 1,020.00 requested by a lead and approved by a Finance user
+    lead, finance = staff(StaffGroup.OPERATIONS_LEAD), staff(StaffGroup.FINANCE)
+    payout = awaiting(lead, **fee_of("1200.00"))
+    payouts.payout_approve(payout=payout, actor=finance)
+    # that went back to ready: held (a dispute, a risk check) and released, or failed at the gateway and retried
+    if detour == "hold and release":
+        payouts.payout_hold(payout=payout, actor=lead, reason="Dispute on a booking")
+        payouts.payout_release_hold(payout=payout, actor=lead)
+    else:
+        with submissions_not_sent():
+            attempt = payouts.payout_submit(payout=payout, actor=finance)
+        SandboxGateway.fail_next("payout")
+        payouts.payout_attempt_process(attempt_id=attempt.pk)
+        payouts.payout_retry(payout=payout, actor=finance)
+    payout.refresh_from_db()
+    assert payout.status == S.READY
+
+    # when the Finance user who approved it last time now asks for approval
+    payouts.payout_request_approval(payout=payout, actor=finance, note="Again, please")
+
+    # then it awaits a fresh approval: the old approval no longer counts
+    payout.refresh_from_db()
+    assert (payout.status, payout.requested_by_id, payout.approved_by_id) == (S.AWAITING_APPROVAL, finance.pk, None)
+
+    # and a second person approves it
+    approver = staff(StaffGroup.FINANCE)
+    payouts.payout_approve(payout=payout, actor=approver)
+    payout.refresh_from_db()
+    assert (payout.status, payout.approved_by_id) == (S.APPROVED, approver.pk)
+
+
+def test_payout_create_takes_the_bookings_of_a_reversed_payout():
+    # given a payout of 85.00 that was paid and then returned by the bank: the provider is owed 85.00 again
+    payout = payout_in(S.REVERSED, **fee_of("100.00"))
+    booking = payout.items.get().booking
+
+    # when a new payout is created for its booking
+    again = payouts.payout_create(partner=booking.partner, bookings=[booking])
+
+    # then the 85.00 is paid out anew
+    assert (again.status, again.amount) == (S.ACCRUING, Decimal("85.00"))
