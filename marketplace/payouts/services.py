@@ -192,15 +192,27 @@ def payout_auto_approve(*, payout: Payout) -> Payout:
         if payout_needs_approval(payout):
             guard(payout, TRANSITIONS, "auto_approve")
             raise NotPermitted(f"Payout #{payout.pk} of {payout.amount} {payout.currency} needs a person's approval.")
-        return _apply(payout, actor=None, transition="auto_approve")
+        payout.approved_by = None
+        payout.approved_at = timezone.now()
+        return _apply(payout, actor=None, transition="auto_approve", fields=["approved_by", "approved_at"])
 
 
 def payout_request_approval(*, payout: Payout, actor, note: str = "") -> Payout:
     with transaction.atomic():
         payout = lock(Payout, payout.pk)
+        guard(payout, TRANSITIONS, "request_approval")
+        # A payout back at ready (after a hold or a failed attempt) is approved afresh.
         payout.requested_by = actor
+        payout.approved_by = None
+        payout.approved_at = None
         payout.note = note
-        return _apply(payout, actor=actor, transition="request_approval", reason=note, fields=["requested_by", "note"])
+        return _apply(
+            payout,
+            actor=actor,
+            transition="request_approval",
+            reason=note,
+            fields=["requested_by", "approved_by", "approved_at", "note"],
+        )
 
 
 def _require_approver(payout: Payout, actor) -> None:
@@ -352,6 +364,8 @@ def payout_reverse(*, payout: Payout, actor, reason: str) -> Payout:
         payout = lock(Payout, payout.pk)
         _apply(payout, actor=actor, transition="reverse", reason=reason)
         ledger_post_payout_reversal(payout=payout)
+        # The provider is owed these bookings again: a later payout may take them.
+        payout.items.update(is_active=False)
     return payout
 
 
