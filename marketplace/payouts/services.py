@@ -352,8 +352,16 @@ def payout_cancel(*, payout: Payout, actor, reason: str) -> Payout:
     with transaction.atomic():
         payout = lock(Payout, payout.pk)
         _apply(payout, actor=actor, transition="cancel", reason=reason)
-        payout.items.update(is_active=False)
+        _release_for_good(payout, actor)
     return payout
+
+
+def _release_for_good(payout: Payout, actor) -> None:
+    """A cancelled payout lets go of its bookings (a later payout may take them) and of its holds."""
+    payout.items.update(is_active=False)
+    payout.holds.filter(released_at__isnull=True).update(
+        released_at=timezone.now(), released_by=actor if getattr(actor, "pk", None) else None
+    )
 
 
 def payout_reverse(*, payout: Payout, actor, reason: str) -> Payout:
@@ -408,7 +416,7 @@ def payout_recompute_for_booking(*, booking: Booking, actor, reason: str) -> Pay
     )
     if total <= ZERO:
         _apply(payout, actor=actor, transition="cancel", reason=f"Nothing left to pay: {reason}")
-        payout.items.update(is_active=False)
+        _release_for_good(payout, actor)
         return payout
     payout.amount = total
     payout.save(update_fields=["amount", "updated_at"])

@@ -93,6 +93,11 @@ def payment_refund(*, payment: Payment, amount: Decimal, actor, reason: str, ide
         payment = lock(Payment, payment.pk, related=("booking",))
         existing = Refund.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
+            if existing.payment_id != payment.pk or existing.amount != amount:
+                raise InvalidInput(
+                    f"The refund key {idempotency_key!r} was used for {existing.amount} {existing.currency} "
+                    f"on payment #{existing.payment_id}; a different refund needs a new key."
+                )
             return existing
         if payment.status not in (P.CAPTURED, P.PARTIALLY_REFUNDED):
             raise TransitionNotAllowed(payment, "refund")
