@@ -1,5 +1,6 @@
 """`manage.py load_demo_data`: the curated demo through the services, and the `--scale N` bulk path."""
 
+import shutil
 from io import StringIO
 
 import pytest
@@ -13,6 +14,7 @@ from marketplace.accounts.models import User
 from marketplace.audit.models import Event
 from marketplace.bookings.models import Booking
 from marketplace.catalog.models import Category, Listing
+from marketplace.demo.demo import FIXTURES_DIR
 from marketplace.demo.generator import ScalePlan, scale_load
 from marketplace.disputes.models import Dispute
 from marketplace.jobs.models import JobApplication
@@ -184,6 +186,30 @@ def test_load_demo_data_writes_audit_notifications_reviews_and_messages(demo):
     assert Message.objects.count() >= 5
 
 
+def test_load_demo_data_rolls_back_when_a_fixture_state_is_not_reached(tmp_path):
+    # given fixtures asking for a payout state the services do not leave it in: a risk-flagged
+    # partner's payout goes on hold when created, never merely accruing
+    for path in FIXTURES_DIR.glob("*.toml"):
+        shutil.copy(path, tmp_path / path.name)
+    payouts = tmp_path / "08_payouts.toml"
+    text = payouts.read_text()
+    assert 'bookings = ["payout-risk-hold"]\nmatured = true\nstate = "on_hold"' in text
+    payouts.write_text(
+        text.replace(
+            '["payout-risk-hold"]\nmatured = true\nstate = "on_hold"', '["payout-risk-hold"]\nstate = "accruing"'
+        )
+    )
+
+    # when the demo is loaded from them
+    with pytest.raises(CommandError, match="is 'on_hold', the fixtures want 'accruing'"):
+        load("--fixtures", str(tmp_path))
+
+    # then nothing was written
+    assert not User.objects.exists()
+    assert not Booking.objects.exists()
+    assert not Event.objects.exists()
+
+
 def test_load_demo_data_second_run_changes_nothing(demo):
     before = row_counts()
 
@@ -227,6 +253,8 @@ def test_load_demo_data_scale_satisfies_constraints_and_reconciles():
     assert LedgerTransaction.objects.filter(kind="capture").count() == captured
     assert LedgerTransaction.objects.filter(kind="refund").count() == Refund.objects.count()
     assert set(Dispute.objects.values_list("booking__status", flat=True)) == {"disputed", "resolved"}
+    # the category tree is a valid treebeard tree
+    assert Category.find_problems() == ([], [], [], [], [])
     reconciliation = ledger_reconcile()
     assert reconciliation.balanced, reconciliation.mismatches
 
@@ -247,6 +275,22 @@ def test_load_demo_data_scale_after_the_curated_demo(demo):
 
     assert Booking.objects.filter(client__email__startswith="mixed.").count() == 500
     assert ledger_reconcile().balanced
+    assert Category.find_problems() == ([], [], [], [], [])
+    assert Category.get_root_nodes().count() == 3 + 4
+
+
+def test_load_demo_data_scale_writes_nothing_when_the_database_refuses_a_batch(monkeypatch):
+    # given a generator that writes a currency code longer than the column
+    monkeypatch.setattr("marketplace.demo.rows.CURRENCY", "EURO")
+
+    # when the scale load runs
+    with pytest.raises(CommandError, match="refused a batch.*Nothing was written"):
+        load("--scale", "200", "--run-label", "broken")
+
+    # then the whole load rolled back, and the connection is usable
+    assert not User.objects.exists()
+    assert not Partner.objects.exists()
+    assert not Booking.objects.exists()
 
 
 def test_scale_load_query_count_does_not_grow_with_n():
