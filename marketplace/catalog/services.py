@@ -7,7 +7,8 @@ from django.utils import timezone
 
 from marketplace.audit.services import event_record
 from marketplace.catalog.models import Category, Listing
-from marketplace.core.exceptions import InvalidInput, TransitionNotAllowed
+from marketplace.catalog.selectors import listing_for_user
+from marketplace.core.exceptions import InvalidInput, NotPermitted, TransitionNotAllowed
 from marketplace.core.money import quantize
 from marketplace.core.transitions import guard, lock
 from marketplace.notifications.services import notify
@@ -28,14 +29,56 @@ TRANSITIONS: dict[str, tuple[set[str], str]] = {
     "archive": ({s for s in S if s != S.ARCHIVED}, S.ARCHIVED),
 }
 
+# Transitions the listing's owner makes; a moderator in scope may make them too. The others are
+# moderation: a moderator (`catalog.moderate_listing`) with the listing in scope (`listing_for_user`).
+OWNER_TRANSITIONS = frozenset({"submit", "pause", "resume", "archive"})
+MODERATE_PERMISSION = "catalog.moderate_listing"
+
 # Editing one of these on a live listing sends the edit to review; the live version stays.
 MATERIAL_FIELDS = ("title", "description", "price", "category_id")
 EDITABLE_FIELDS = (*MATERIAL_FIELDS, "ends_at")
 
 
+def _is_moderator(listing: Listing, actor) -> bool:
+    return actor.has_perm(MODERATE_PERMISSION) and listing_for_user(actor).filter(pk=listing.pk).exists()
+
+
+def _require_moderator(listing: Listing, actor) -> None:
+    """A moderator with this listing in scope, or NotPermitted naming the listing."""
+    if not actor.has_perm(MODERATE_PERMISSION):
+        raise NotPermitted(
+            f"Listing #{listing.pk} can only be moderated by staff with the permission to moderate listings."
+        )
+    if not listing_for_user(actor).filter(pk=listing.pk).exists():
+        raise NotPermitted(f"Listing #{listing.pk} is outside your scope.")
+
+
+def _require_owner_or_moderator(listing: Listing, actor) -> None:
+    if actor.pk == listing.owner_id or _is_moderator(listing, actor):
+        return
+    raise NotPermitted(f"Listing #{listing.pk} can only be changed by its owner or a moderator in scope.")
+
+
+def _require(listing: Listing, actor, transition: str) -> None:
+    """Who may fire `transition`; the system (actor None) only expires listings."""
+    if actor is None and transition == "expire":
+        return
+    if actor is None:
+        raise NotPermitted(f"Listing #{listing.pk} cannot {transition} without a person acting.")
+    if transition in OWNER_TRANSITIONS:
+        _require_owner_or_moderator(listing, actor)
+    else:
+        _require_moderator(listing, actor)
+
+
 def _move(listing: Listing, *, actor, transition: str, reason: str = "", extra_fields=()) -> Listing:
-    """Apply one guarded transition to a locked listing, audit it and notify the owner."""
+    """Apply one guarded transition to a locked listing, audit it and notify the owner.
+
+    The state is checked first and the actor's right second, so a transition that cannot start
+    from this state says so whoever asks.
+    """
     target = guard(listing, TRANSITIONS, transition)
+    _require(listing, actor, transition)
     from_state = listing.status
     listing.status = target
     listing.moderation_reason = reason if target in (S.CHANGES_REQUESTED, S.REJECTED, S.SUSPENDED) else ""
@@ -146,22 +189,26 @@ def listing_reinstate(*, listing: Listing, actor) -> Listing:
 
 
 def listing_expire(*, listing: Listing, actor=None) -> Listing:
+    """Expire a live listing: the timer (actor None), or a moderator in scope."""
     with transaction.atomic():
         listing = lock(Listing, listing.pk)
         return _move(listing, actor=actor, transition="expire")
 
 
 def listing_archive(*, listing: Listing, actor) -> Listing:
+    """Archive a listing for good; a pending edit is dropped, so it leaves the moderation queue."""
     with transaction.atomic():
         listing = lock(Listing, listing.pk)
-        return _move(listing, actor=actor, transition="archive")
+        listing.pending_changes = None
+        listing.pending_changes_at = None
+        return _move(listing, actor=actor, transition="archive", extra_fields=["pending_changes", "pending_changes_at"])
 
 
 def listing_update(*, listing: Listing, actor, data: dict) -> Listing:
     """Edit a listing. A material edit of a live listing is held for review; the live version stays.
 
     Drafts and listings with changes requested are edited in place. Archived, rejected and
-    expired listings cannot be edited.
+    expired listings cannot be edited. Only the owner, or a moderator in scope, may edit.
     """
     unknown = set(data) - set(EDITABLE_FIELDS)
     if unknown:
@@ -174,6 +221,7 @@ def listing_update(*, listing: Listing, actor, data: dict) -> Listing:
         listing = lock(Listing, listing.pk)
         if listing.status in (S.ARCHIVED, S.REJECTED, S.EXPIRED):
             raise TransitionNotAllowed(listing, "edit")
+        _require_owner_or_moderator(listing, actor)
         live = listing.status in (S.PUBLISHED, S.PAUSED, S.SUSPENDED)
         proposed = False
         if live:
@@ -215,6 +263,7 @@ def listing_approve_revision(*, listing: Listing, actor) -> Listing:
         listing = lock(Listing, listing.pk)
         if not listing.pending_changes:
             raise TransitionNotAllowed(listing, "approve a revision", detail="There is no pending revision.")
+        _require_moderator(listing, actor)
         changes = listing.pending_changes
         for field, value in changes.items():
             setattr(listing, field, Decimal(value) if field == "price" else value)
@@ -237,6 +286,7 @@ def listing_reject_revision(*, listing: Listing, actor, reason: str) -> Listing:
         listing = lock(Listing, listing.pk)
         if not listing.pending_changes:
             raise TransitionNotAllowed(listing, "reject a revision", detail="There is no pending revision.")
+        _require_moderator(listing, actor)
         changes = listing.pending_changes
         listing.pending_changes = None
         listing.pending_changes_at = None

@@ -20,6 +20,8 @@ from marketplace.disputes.models import Dispute
 from marketplace.disputes.services import dispute_open, dispute_resolve
 from marketplace.jobs import services as jobs
 from marketplace.jobs.models import JobApplication
+from marketplace.partners.models import Partner
+from marketplace.partners.services import partner_scope_grant
 from marketplace.payments.services import booking_cancel, booking_decline, booking_expire
 from tests.factories import (
     CategoryFactory,
@@ -47,6 +49,8 @@ LISTING_PATHS: dict[str, list[str]] = {
     Listing.Status.EXPIRED: ["submit", "approve", "expire"],
     Listing.Status.ARCHIVED: ["archive"],
 }
+# The steps the owner takes; the others are moderation, taken by a moderator in scope.
+LISTING_OWNER_STEPS = {"submit", "pause", "resume", "archive"}
 # Each listing transition as a call of its service; transitions that need a reason get one.
 LISTING_SERVICES = {
     "submit": lambda listing, actor: catalog.listing_submit(listing=listing, actor=actor),
@@ -65,7 +69,11 @@ LISTING_SERVICES = {
 
 
 def listing_in(status: str, *, actor=None, price: Decimal = Decimal("100.00"), **kwargs) -> Listing:
-    """A service listing created as a draft by `listing_create`, then moderated to `status`."""
+    """A service listing created as a draft by `listing_create`, then moderated to `status`.
+
+    The owner takes the owner's steps and a moderator granted the listing's partner the moderation
+    steps, unless `actor` is given, who then takes every step.
+    """
     owner = kwargs.pop("owner", None) or ProviderFactory()
     listing = catalog.listing_create(
         owner=owner,
@@ -75,20 +83,37 @@ def listing_in(status: str, *, actor=None, price: Decimal = Decimal("100.00"), *
         price=price,
         **kwargs,
     )
-    actor = actor or owner
-    for step in LISTING_PATHS[status]:
-        listing = LISTING_SERVICES[step](listing, actor)
+    steps = LISTING_PATHS[status]
+    reviewer = actor or (listing_moderator(scope=listing.partner) if set(steps) - LISTING_OWNER_STEPS else None)
+    for step in steps:
+        listing = LISTING_SERVICES[step](listing, actor or (owner if step in LISTING_OWNER_STEPS else reviewer))
     return listing
 
 
-# --- Bookings ---------------------------------------------------------------------------------
+# --- Staff ------------------------------------------------------------------------------------
 
 
-def operator_with(*codenames: str, **kwargs):
-    """A staff user holding these model permissions directly (no staff groups needed)."""
+def operator_with(*codenames: str, scope: Partner | str | None = "all", **kwargs):
+    """A staff user holding these model permissions directly (no staff groups needed), with a scope.
+
+    scope="all" gives `partners.operate_all_partners` (every partner); a Partner is granted through
+    `partner_scope_grant` (which writes a `scope.granted` audit event); None leaves the user with no
+    scope at all. Returns a fresh instance, so no permission cache is stale.
+    """
     user = StaffFactory(**kwargs)
-    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
-    return type(user).objects.get(pk=user.pk)  # a fresh instance: no stale permission cache
+    names = [*codenames, "operate_all_partners"] if scope == "all" else codenames
+    user.user_permissions.add(*Permission.objects.filter(codename__in=names))
+    if isinstance(scope, Partner):
+        partner_scope_grant(partner=scope, grantee=user)
+    return type(user).objects.get(pk=user.pk)
+
+
+def listing_moderator(*, scope: Partner | str | None = "all", **kwargs):
+    """A listing moderator (`catalog.moderate_listing`) with `scope` (see `operator_with`)."""
+    return operator_with("moderate_listing", scope=scope, **kwargs)
+
+
+# --- Bookings ---------------------------------------------------------------------------------
 
 
 def booking_at(status: str, **kwargs) -> Booking:

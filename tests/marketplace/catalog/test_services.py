@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
+from guardian.shortcuts import assign_perm
 
 from marketplace.audit.models import Event
 from marketplace.audit.selectors import event_list_for_object
@@ -20,10 +21,10 @@ from marketplace.catalog.services import (
     listing_suspend,
     listing_update,
 )
-from marketplace.core.exceptions import InvalidInput, TransitionNotAllowed
+from marketplace.core.exceptions import InvalidInput, NotPermitted, TransitionNotAllowed
 from marketplace.notifications.models import Notification
-from tests.factories import CategoryFactory, StaffFactory
-from tests.factories.states import LISTING_SERVICES, listing_in
+from tests.factories import CategoryFactory, PartnerFactory, ProviderFactory, StaffFactory
+from tests.factories.states import LISTING_OWNER_STEPS, LISTING_SERVICES, listing_in, listing_moderator, operator_with
 
 pytestmark = pytest.mark.django_db
 
@@ -54,9 +55,9 @@ def test_transition_table_covers_every_listing_state():
 
 @pytest.mark.parametrize(("transition", "state"), LEGAL, ids=[f"{t}-from-{s}" for t, s in LEGAL])
 def test_listing_transition_legal_from_source_state(transition, state):
-    # given a listing brought to `state` through the services, and a moderator
+    # given a listing brought to `state` through the services, and a moderator granted its partner
     listing = listing_in(state)
-    moderator = StaffFactory()
+    moderator = listing_moderator(scope=listing.partner)
     target = TRANSITIONS[transition][1]
     told_before = Notification.objects.filter(user=listing.owner, verb=f"listing.{transition}").count()
 
@@ -78,15 +79,16 @@ def test_listing_transition_legal_from_source_state(transition, state):
 
 @pytest.mark.parametrize(("transition", "state"), ILLEGAL, ids=[f"{t}-from-{s}" for t, s in ILLEGAL])
 def test_listing_transition_illegal_from_other_state(transition, state):
-    # given a listing in a state the transition may not start from
+    # given a listing in a state the transition may not start from, and a moderator who sees it
     listing = listing_in(state)
+    moderator = listing_moderator()
     before = _row(listing)
     events_before = Event.objects.count()
     notifications_before = Notification.objects.count()
 
     # when
     with pytest.raises(TransitionNotAllowed) as raised:
-        LISTING_SERVICES[transition](listing, StaffFactory())
+        LISTING_SERVICES[transition](listing, moderator)
 
     # then the error names the object, its state and the transition, and nothing was written
     assert str(raised.value) == f"Listing #{listing.pk} is '{state}': cannot {transition}."
@@ -111,7 +113,7 @@ def test_listing_approve_stamps_published_at_and_lists_it_publicly():
     listing = listing_in(S.PENDING_REVIEW)
     assert not listing_public_list().filter(pk=listing.pk).exists()
     # when
-    LISTING_SERVICES["approve"](listing, StaffFactory())
+    LISTING_SERVICES["approve"](listing, listing_moderator())
     # then
     listing.refresh_from_db()
     assert listing.published_at is not None
@@ -124,7 +126,7 @@ def test_listing_moderation_keeps_the_reason(transition):
     state = sorted(TRANSITIONS[transition][0])[0]
     listing = listing_in(state)
     # when
-    REASONED[transition](listing=listing, actor=StaffFactory(), reason="  Blurry photos.  ")
+    REASONED[transition](listing=listing, actor=listing_moderator(), reason="  Blurry photos.  ")
     # then the reason is on the listing (trimmed) and in the audit event
     listing.refresh_from_db()
     assert listing.moderation_reason == "Blurry photos."
@@ -136,7 +138,7 @@ def test_listing_reinstate_clears_the_suspension_reason():
     listing = listing_in(S.SUSPENDED)
     assert listing.moderation_reason
     # when
-    LISTING_SERVICES["reinstate"](listing, StaffFactory())
+    LISTING_SERVICES["reinstate"](listing, listing_moderator())
     # then
     listing.refresh_from_db()
     assert (listing.status, listing.moderation_reason) == (S.PUBLISHED, "")
@@ -148,12 +150,13 @@ def test_listing_moderation_without_reason_is_refused(transition, reason):
     # given a listing the transition could otherwise apply to
     state = sorted(TRANSITIONS[transition][0])[0]
     listing = listing_in(state)
+    moderator = listing_moderator()
     before = _row(listing)
     events_before = Event.objects.count()
 
     # when
     with pytest.raises(InvalidInput) as raised:
-        REASONED[transition](listing=listing, actor=StaffFactory(), reason=reason)
+        REASONED[transition](listing=listing, actor=moderator, reason=reason)
 
     # then
     assert "A reason is required" in str(raised.value)
@@ -194,7 +197,7 @@ def test_listing_update_material_edit_keeps_the_public_version_live():
 def test_listing_update_material_edit_of_live_listing_goes_back_to_the_moderation_queue():
     # given a live listing and a moderator who sees every partner
     listing = listing_in(S.PUBLISHED)
-    moderator = StaffFactory(is_superuser=True)
+    moderator = listing_moderator()
     assert not listing_moderation_queue(moderator).filter(pk=listing.pk).exists()
     # when
     listing_update(listing=listing, actor=listing.owner, data={"description": "Now with hedge trimming."})
@@ -265,7 +268,7 @@ def test_listing_approve_revision_applies_the_pending_changes():
         actor=listing.owner,
         data={"title": "Garden makeover", "price": "120.50", "category_id": category.pk},
     )
-    moderator = StaffFactory()
+    moderator = listing_moderator(scope=listing.partner)
 
     # when
     listing_approve_revision(listing=listing, actor=moderator)
@@ -283,7 +286,7 @@ def test_listing_reject_revision_discards_the_pending_changes():
     # given
     listing = listing_in(S.PUBLISHED, title="Garden tidy-up", price=Decimal("100.00"))
     listing_update(listing=listing, actor=listing.owner, data={"title": "Garden makeover", "price": "1.00"})
-    moderator = StaffFactory()
+    moderator = listing_moderator(scope=listing.partner)
 
     # when
     listing_reject_revision(listing=listing, actor=moderator, reason="The price looks like a typo.")
@@ -307,22 +310,23 @@ def test_listing_reject_revision_without_reason_is_refused():
     before = _row(listing)
     # when
     with pytest.raises(InvalidInput, match="A reason is required"):
-        listing_reject_revision(listing=listing, actor=StaffFactory(), reason=" ")
+        listing_reject_revision(listing=listing, actor=listing_moderator(), reason=" ")
     # then
     assert _row(listing) == before
 
 
 @pytest.mark.parametrize("service", [listing_approve_revision, listing_reject_revision])
 def test_listing_revision_decision_without_pending_revision_is_refused(service):
-    # given a live listing with nothing pending
+    # given a live listing with nothing pending, and a moderator who sees it
     listing = listing_in(S.PUBLISHED)
+    moderator = listing_moderator()
     before = _row(listing)
     events_before = Event.objects.count()
     kwargs = {"reason": "No."} if service is listing_reject_revision else {}
 
     # when
     with pytest.raises(TransitionNotAllowed) as raised:
-        service(listing=listing, actor=StaffFactory(), **kwargs)
+        service(listing=listing, actor=moderator, **kwargs)
 
     # then
     assert f"Listing #{listing.pk} is 'published'" in str(raised.value)
@@ -362,3 +366,166 @@ def test_listing_update_with_bad_input_is_refused(data, message):
     # then
     assert str(raised.value) == message
     assert _row(listing) == before
+
+
+def test_listing_archive_drops_the_pending_edit_and_leaves_the_moderation_queue():
+    # given a live listing with a material edit waiting in the moderation queue
+    listing = listing_in(S.PUBLISHED, title="Garden tidy-up")
+    listing_update(listing=listing, actor=listing.owner, data={"title": "Garden makeover"})
+    moderator = listing_moderator()
+    assert listing_moderation_queue(moderator).filter(pk=listing.pk).exists()
+
+    # when the owner archives it
+    LISTING_SERVICES["archive"](listing, listing.owner)
+
+    # then the edit is dropped with it, and nobody is asked to review it any more
+    listing.refresh_from_db()
+    assert (listing.status, listing.pending_changes, listing.pending_changes_at) == (S.ARCHIVED, None, None)
+    assert not listing_moderation_queue(moderator).filter(pk=listing.pk).exists()
+
+
+def test_listing_expire_by_the_timer_needs_no_actor():
+    # given a live listing  # when the timer expires it (no actor)
+    listing = listing_in(S.PUBLISHED)
+    LISTING_SERVICES["expire"](listing, None)
+    # then
+    listing.refresh_from_db()
+    assert listing.status == S.EXPIRED
+    assert event_list_for_object(obj=listing).first().actor is None
+
+
+def test_listing_moderation_without_an_actor_is_refused():
+    # given a listing waiting for review
+    listing = listing_in(S.PENDING_REVIEW)
+    before, events_before = _row(listing), Event.objects.count()
+    # when nobody approves it
+    with pytest.raises(NotPermitted) as raised:
+        LISTING_SERVICES["approve"](listing, None)
+    # then only the timer's expiry runs without a person
+    assert str(raised.value) == f"Listing #{listing.pk} cannot approve without a person acting."
+    assert (_row(listing), Event.objects.count()) == (before, events_before)
+
+
+# --- Who may do what ---------------------------------------------------------------------------
+
+MODERATION = sorted(set(TRANSITIONS) - LISTING_OWNER_STEPS)
+# Who: the owner; moderators (catalog.moderate_listing) granted the listing's partner, its category,
+# another partner, or nothing; staff granted the partner but without moderate_listing; another provider.
+WHO = [
+    "owner",
+    "moderator of the partner",
+    "moderator of the category",
+    "moderator of another partner",
+    "moderator with no scope",
+    "staff of the partner, not a moderator",
+    "another provider",
+]
+MAY_MODERATE = {"moderator of the partner", "moderator of the category"}
+
+
+def _may(who: str, action: str) -> bool:
+    """The owner takes the owner's steps and edits; a moderator in scope may do everything."""
+    owner_action = action in LISTING_OWNER_STEPS or action == "update"
+    return who in MAY_MODERATE or (who == "owner" and owner_action)
+
+
+def _listing_actor(who: str, listing: Listing):
+    if who == "owner":
+        return listing.owner
+    if who == "moderator of the partner":
+        return listing_moderator(scope=listing.partner)
+    if who == "moderator of the category":
+        user = listing_moderator(scope=None)
+        assign_perm("catalog.operate_category", user, listing.category)
+        return type(user).objects.get(pk=user.pk)
+    if who == "moderator of another partner":
+        return listing_moderator(scope=PartnerFactory())
+    if who == "moderator with no scope":
+        return listing_moderator(scope=None)
+    if who == "staff of the partner, not a moderator":
+        return operator_with("change_listing", scope=listing.partner)
+    return ProviderFactory()
+
+
+TRANSITION_MATRIX = [(t, w, _may(w, t)) for t in sorted(TRANSITIONS) for w in WHO]
+
+
+@pytest.mark.parametrize(
+    ("transition", "who", "allowed"), TRANSITION_MATRIX, ids=[f"{t}-{w}" for t, w, _ in TRANSITION_MATRIX]
+)
+def test_listing_transition_permission_matrix(transition, who, allowed):
+    # given a listing where `transition` is legal, and the actor (granted their scope before we look)
+    state = sorted(TRANSITIONS[transition][0])[0]
+    listing = listing_in(state)
+    actor = _listing_actor(who, listing)
+    before = _row(listing)
+    events_before, notifications_before = Event.objects.count(), Notification.objects.count()
+
+    if allowed:
+        # when
+        LISTING_SERVICES[transition](listing, actor)
+        # then
+        listing.refresh_from_db()
+        assert listing.status == TRANSITIONS[transition][1]
+        assert event_list_for_object(obj=listing).first().actor == actor
+    else:
+        # when
+        with pytest.raises(NotPermitted) as raised:
+            LISTING_SERVICES[transition](listing, actor)
+        # then refused naming the listing; the row, the audit log and the notifications are untouched
+        assert str(raised.value).startswith(f"Listing #{listing.pk} ")
+        assert _row(listing) == before
+        assert (Event.objects.count(), Notification.objects.count()) == (events_before, notifications_before)
+
+
+def _with_pending_edit() -> Listing:
+    listing = listing_in(S.PUBLISHED, title="Garden tidy-up")
+    return listing_update(listing=listing, actor=listing.owner, data={"title": "Garden makeover"})
+
+
+EDITS = {
+    "update": lambda listing, actor: listing_update(listing=listing, actor=actor, data={"description": "Hedges too."}),
+    "approve_revision": lambda listing, actor: listing_approve_revision(listing=listing, actor=actor),
+    "reject_revision": lambda listing, actor: listing_reject_revision(listing=listing, actor=actor, reason="No."),
+}
+EDIT_MATRIX = [(e, w, _may(w, e)) for e in sorted(EDITS) for w in WHO]
+
+
+@pytest.mark.parametrize(("edit", "who", "allowed"), EDIT_MATRIX, ids=[f"{e}-{w}" for e, w, _ in EDIT_MATRIX])
+def test_listing_edit_and_revision_permission_matrix(edit, who, allowed):
+    # given a live listing with a pending material edit, and the actor
+    listing = _with_pending_edit()
+    actor = _listing_actor(who, listing)
+    before, events_before = _row(listing), Event.objects.count()
+
+    if allowed:
+        # when
+        EDITS[edit](listing, actor)
+        # then
+        assert event_list_for_object(obj=listing).first().actor == actor
+        assert _row(listing) != before
+    else:
+        # when
+        with pytest.raises(NotPermitted) as raised:
+            EDITS[edit](listing, actor)
+        # then
+        assert str(raised.value).startswith(f"Listing #{listing.pk} ")
+        assert _row(listing) == before
+        assert Event.objects.count() == events_before
+
+
+def test_listing_moderation_out_of_scope_names_the_scope():
+    # given a moderator granted another partner
+    listing = listing_in(S.PENDING_REVIEW)
+    moderator = listing_moderator(scope=PartnerFactory())
+    # when / then
+    with pytest.raises(NotPermitted) as raised:
+        LISTING_SERVICES["approve"](listing, moderator)
+    assert str(raised.value) == f"Listing #{listing.pk} is outside your scope."
+    # and staff without the permission are told so
+    with pytest.raises(NotPermitted) as raised:
+        LISTING_SERVICES["approve"](listing, StaffFactory())
+    assert (
+        str(raised.value)
+        == f"Listing #{listing.pk} can only be moderated by staff with the permission to moderate listings."
+    )
