@@ -4,9 +4,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.apps import apps
-from django.db.models import F, Sum
+from django.db.models import F, Q, Sum
 
-from marketplace.core.money import ZERO
+from marketplace.core.money import CENT, ZERO, quantize
 from marketplace.ledger.models import LedgerEntry, LedgerTransaction
 
 A = LedgerEntry.Account
@@ -25,15 +25,16 @@ def ledger_balance(*, account: str, partner_id: int | None = None) -> Decimal:
     qs = LedgerEntry.objects.filter(account=account)
     if partner_id is not None:
         qs = qs.filter(partner_id=partner_id)
-    return qs.aggregate(total=Sum("amount"))["total"] or ZERO
+    return quantize(qs.aggregate(total=Sum("amount"))["total"] or ZERO)
 
 
+# Sums are rounded to the cent: exact on PostgreSQL, and SQLite (floats underneath) agrees to the cent.
 def _sum(qs, expr) -> Decimal:
-    return qs.aggregate(total=Sum(expr))["total"] or ZERO
+    return quantize(qs.aggregate(total=Sum(expr))["total"] or ZERO)
 
 
 def _by_partner(qs, partner_path: str, expr) -> dict[int, Decimal]:
-    return {row["p"]: row["total"] or ZERO for row in qs.values(p=F(partner_path)).annotate(total=Sum(expr))}
+    return {row["p"]: quantize(row["total"] or ZERO) for row in qs.values(p=F(partner_path)).annotate(total=Sum(expr))}
 
 
 def ledger_reconcile() -> Reconciliation:
@@ -49,7 +50,7 @@ def ledger_reconcile() -> Reconciliation:
 
     unbalanced = list(
         LedgerTransaction.objects.annotate(total=Sum("entries__amount"))
-        .exclude(total=0)
+        .filter(Q(total__gte=CENT) | Q(total__lte=-CENT))
         .values_list("pk", flat=True)[:100]
     )
     captured = Payment.objects.filter(captured_amount__gt=0)
@@ -78,7 +79,7 @@ def ledger_reconcile() -> Reconciliation:
     for partner_id, amount in _by_partner(paid, "partner_id", "amount").items():
         owed[partner_id] = owed.get(partner_id, ZERO) - amount
     ledger_owed = {
-        row["partner_id"]: -(row["total"] or ZERO)
+        row["partner_id"]: -quantize(row["total"] or ZERO)
         for row in LedgerEntry.objects.filter(account=A.PROVIDER_PAYABLE)
         .values("partner_id")
         .annotate(total=Sum("amount"))

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Round
 
 from marketplace.core.money import AmountField, CurrencyField
 
@@ -103,7 +104,8 @@ class Refund(models.Model):
                 name="refund_shares_not_negative",
             ),
             models.CheckConstraint(
-                condition=models.Q(amount=models.F("provider_share") + models.F("platform_share")),
+                # Rounded so SQLite, which keeps decimals as floats, checks it to the cent too.
+                condition=models.Q(amount=Round(models.F("provider_share") + models.F("platform_share"), 2)),
                 name="refund_shares_sum_to_amount",
             ),
         ]
