@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from marketplace.audit.services import event_record
 from marketplace.bookings.models import Booking
+from marketplace.bookings.selectors import booking_for_user
 from marketplace.catalog.models import Listing
 from marketplace.core.exceptions import InvalidInput, NotPermitted
 from marketplace.core.money import quantize
@@ -95,7 +96,9 @@ def booking_apply_transition(
 
 
 def booking_create(*, listing: Listing, client, starts_at: datetime, ends_at: datetime, note: str = "") -> Booking:
-    """Book a published service listing. The price and the commission are fixed now."""
+    """Book a published service listing from now on. The price and the commission are fixed now."""
+    if starts_at < timezone.now():
+        raise InvalidInput("A booking cannot start in the past.")
     if listing.kind != Listing.Kind.SERVICE or listing.status != Listing.Status.PUBLISHED:
         raise InvalidInput(f"Listing #{listing.pk} is not a published service and cannot be booked.")
     if listing.owner_id == client.pk:
@@ -167,9 +170,10 @@ def booking_request_payment(*, booking: Booking, actor) -> Booking:
 
 
 def booking_start(*, booking: Booking, actor) -> Booking:
+    """The provider (or an operator) starts the work."""
     with transaction.atomic():
         booking = lock(Booking, booking.pk)
-        _require_party_or_operator(booking, actor)
+        _require_provider_or_operator(booking, actor)
         return booking_apply_transition(booking=booking, actor=actor, transition="start")
 
 
@@ -178,7 +182,7 @@ def booking_complete(*, booking: Booking, actor=None, reason: str = "") -> Booki
     with transaction.atomic():
         booking = lock(Booking, booking.pk)
         if actor is not None:
-            _require_party_or_operator(booking, actor)
+            _require_provider_or_operator(booking, actor)
         return booking_apply_transition(booking=booking, actor=actor, transition="complete", reason=reason)
 
 
@@ -190,7 +194,22 @@ def booking_close(*, booking: Booking, actor=None) -> Booking:
         return booking_apply_transition(booking=booking, actor=actor, transition="close", notify_parties=False)
 
 
+def booking_is_operator(*, booking: Booking, actor) -> bool:
+    """An operator of this booking: `bookings.operate_booking` and the booking in their scope."""
+    return (
+        actor is not None
+        and actor.has_perm("bookings.operate_booking")
+        and booking_for_user(actor).filter(pk=booking.pk).exists()
+    )
+
+
 def _require_party_or_operator(booking: Booking, actor) -> None:
-    if actor.pk in (booking.client_id, booking.provider_id) or actor.has_perm("bookings.operate_booking"):
+    if actor.pk in (booking.client_id, booking.provider_id) or booking_is_operator(booking=booking, actor=actor):
         return
     raise NotPermitted(f"You are not a party to booking #{booking.pk}.")
+
+
+def _require_provider_or_operator(booking: Booking, actor) -> None:
+    if actor.pk == booking.provider_id or booking_is_operator(booking=booking, actor=actor):
+        return
+    raise NotPermitted(f"Only the provider or an operator can start or complete booking #{booking.pk}.")

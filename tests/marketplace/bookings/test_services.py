@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 from django.db import transaction
 from django.utils import timezone
+from guardian.shortcuts import assign_perm
 
 from marketplace.audit.models import Event
 from marketplace.audit.selectors import event_list_for_object
@@ -42,6 +43,7 @@ from tests.factories import (
     CategoryFactory,
     ClientFactory,
     ListingFactory,
+    PartnerFactory,
     PaymentMethodFactory,
 )
 from tests.factories.states import booking_at, listing_in, operator_with
@@ -322,6 +324,22 @@ def test_booking_create_ending_before_it_starts_is_refused(length):
     assert Event.objects.count() == events_before
 
 
+def test_booking_create_starting_in_the_past_is_refused():
+    # given a published listing and a start a minute ago
+    listing = listing_in(Listing.Status.PUBLISHED)
+    starts_at = timezone.now() - timedelta(minutes=1)
+    events_before = Event.objects.count()
+    # when
+    with pytest.raises(InvalidInput) as raised:
+        booking_create(
+            listing=listing, client=ClientFactory(), starts_at=starts_at, ends_at=starts_at + timedelta(hours=2)
+        )
+    # then nothing is booked
+    assert str(raised.value) == "A booking cannot start in the past."
+    assert Booking.objects.count() == 0
+    assert Event.objects.count() == events_before
+
+
 # --- Who may do what ---------------------------------------------------------------------------
 
 ACTIONS = {
@@ -362,10 +380,25 @@ MATRIX = [
     ("cancel", "stranger", False),
     ("start", "provider", True),
     ("start", "operator", True),
+    ("start", "client", False),
     ("start", "stranger", False),
     ("complete", "provider", True),
     ("complete", "operator", True),
+    ("complete", "client", False),
     ("complete", "stranger", False),
+]
+# An operator acts within their scope only: granted the booking's partner or category, yes; granted
+# another partner, or no scope at all, no (even holding operate_booking).
+MATRIX += [
+    (action, who, who in ("operator of the partner", "operator of the category"))
+    for action, who_, allowed in list(MATRIX)
+    if who_ == "operator" and allowed
+    for who in (
+        "operator of the partner",
+        "operator of the category",
+        "operator of another partner",
+        "operator, no scope",
+    )
 ]
 
 
@@ -376,6 +409,16 @@ def _actor(who: str, booking: Booking):
         return booking.provider
     if who == "operator":
         return operator_with("operate_booking")
+    if who == "operator of the partner":
+        return operator_with("operate_booking", scope=booking.partner)
+    if who == "operator of the category":
+        operator = operator_with("operate_booking", scope=None)
+        assign_perm("catalog.operate_category", operator, booking.category)
+        return type(operator).objects.get(pk=operator.pk)
+    if who == "operator of another partner":
+        return operator_with("operate_booking", scope=PartnerFactory())
+    if who == "operator, no scope":
+        return operator_with("operate_booking", scope=None)
     return ClientFactory()
 
 

@@ -25,7 +25,7 @@ from marketplace.payments.services import (
     booking_cancellation_refund,
     booking_decline,
 )
-from tests.factories import PaymentMethodFactory
+from tests.factories import PartnerFactory, PaymentMethodFactory
 from tests.factories.states import booking_at, operator_with
 
 pytestmark = pytest.mark.django_db
@@ -440,3 +440,16 @@ def test_booking_cancel_refund_failure_writes_nothing_and_a_retry_refunds_once(s
     assert Refund.objects.filter(payment__booking=booking).count() == 1
     assert LedgerTransaction.objects.filter(kind="refund").count() == 1
     assert ledger_reconcile().balanced
+
+
+def test_booking_cancel_refund_amount_chosen_by_an_operator_of_another_partner_is_refused():
+    # given a captured booking and an operator granted another partner only
+    booking = _booking(S.ACCEPTED)
+    operator = operator_with("operate_booking", scope=PartnerFactory())
+    before = _snapshot(booking)
+    # when they cancel it with a refund of their choosing
+    with pytest.raises(NotPermitted) as raised:
+        booking_cancel(booking=booking, actor=operator, reason="Goodwill.", refund_amount=Decimal("40.00"))
+    # then it is refused: no money moved, nothing was written
+    assert str(raised.value) == f"You cannot cancel booking #{booking.pk}."
+    assert _snapshot(booking) == before
