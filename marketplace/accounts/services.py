@@ -1,7 +1,9 @@
 """Registration, email verification and staff groups."""
 
 from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.password_validation import validate_password
 from django.core import signing
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -121,9 +123,17 @@ def staff_groups_ensure() -> dict[str, Group]:
 
 
 def user_register(*, email: str, password: str, role: str, full_name: str = "") -> User:
-    """Create a public user (client, worker or service provider) and send the verification email."""
+    """Create a public user (client, worker or service provider) and send the verification email.
+
+    The password must pass the configured validators (AUTH_PASSWORD_VALIDATORS).
+    """
     if role not in (User.Role.CLIENT, User.Role.WORKER, User.Role.SERVICE_PROVIDER):
         raise InvalidInput(f"Role '{role}' cannot be chosen at registration.")
+    try:
+        # The validators compare the password with the would-be user's email and name.
+        validate_password(password, user=User(email=email, full_name=full_name))
+    except ValidationError as exc:
+        raise InvalidInput(" ".join(exc.messages), extra={"password": exc.messages}) from exc
     try:
         with transaction.atomic():
             user = User.objects.create_user(email=email, password=password, role=role, full_name=full_name)

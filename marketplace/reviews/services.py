@@ -5,9 +5,10 @@ from django.utils import timezone
 
 from marketplace.audit.services import event_record
 from marketplace.bookings.models import Booking
+from marketplace.bookings.services import TRANSITIONS as BOOKING_TRANSITIONS
 from marketplace.bookings.services import booking_close
 from marketplace.core.exceptions import InvalidInput, NotPermitted, TransitionNotAllowed
-from marketplace.core.transitions import lock
+from marketplace.core.transitions import guard, lock
 from marketplace.reviews.models import Review
 
 REVIEWABLE = (Booking.Status.COMPLETED, Booking.Status.RESOLVED)
@@ -57,8 +58,16 @@ def review_publish_for_booking(*, booking: Booking) -> int:
 
 
 def review_window_close(*, booking: Booking) -> Booking:
-    """The timer: the review window is over; close the booking and publish what reviews there are."""
+    """The timer: the review window is over; close the booking and publish what reviews there are.
+
+    Refuses, writing nothing, a booking that cannot close or whose window is still open.
+    """
     with transaction.atomic():
+        booking = lock(Booking, booking.pk)
+        guard(booking, BOOKING_TRANSITIONS, "close")
+        ends_at = booking.review_window_ends_at
+        if ends_at and ends_at > timezone.now():
+            raise InvalidInput(f"The review window of booking #{booking.pk} is open until {ends_at:%Y-%m-%d %H:%M}.")
         booking = booking_close(booking=booking, actor=None)
         review_publish_for_booking(booking=booking)
     return booking

@@ -64,6 +64,29 @@ def test_user_register_admin_role_is_refused():
     assert User.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [
+        ("short1", "This password is too short. It must contain at least 8 characters."),
+        ("password123", "This password is too common."),
+        ("73915284617", "This password is entirely numeric."),
+        ("ana.lopez.example", "The password is too similar to the email address."),
+    ],
+    ids=["too-short", "common", "numeric", "like-the-email"],
+)
+def test_user_register_weak_password_is_refused(password, message):
+    # given
+    events_before, outbox_before = Event.objects.count(), EmailOutbox.objects.count()
+    # when
+    with pytest.raises(InvalidInput) as raised:
+        _register(email="ana.lopez@example.test", password=password)
+    # then the validators' messages are the error, and nobody is registered or emailed
+    assert message in raised.value.message
+    assert message in raised.value.extra["password"]
+    assert User.objects.count() == 0
+    assert (Event.objects.count(), EmailOutbox.objects.count()) == (events_before, outbox_before)
+
+
 def test_user_register_same_email_twice_is_refused():
     # given
     _register(email="ana@example.test")

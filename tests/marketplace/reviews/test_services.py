@@ -70,10 +70,18 @@ def test_review_submit_on_resolved_booking_is_allowed():
     assert review.pk is not None and review.published_at is None
 
 
+def _window_over(booking: Booking) -> Booking:
+    """The timer's view: the review window ended a second ago."""
+    Booking.objects.filter(pk=booking.pk).update(review_window_ends_at=timezone.now() - timedelta(seconds=1))
+    booking.refresh_from_db()
+    return booking
+
+
 def test_review_window_close_closes_the_booking_and_publishes_a_lone_review():
-    # given only the provider reviewed
+    # given only the provider reviewed, and the window is over
     booking = booking_at(S.COMPLETED)
     review = review_submit(booking=booking, author=booking.provider, rating=5)
+    booking = _window_over(booking)
     # when the review window timer fires
     review_window_close(booking=booking)
     # then the booking is closed and the lone review is published
@@ -87,8 +95,8 @@ def test_review_window_close_closes_the_booking_and_publishes_a_lone_review():
 
 
 def test_review_window_close_without_reviews_closes_and_publishes_nothing():
-    # given
-    booking = booking_at(S.COMPLETED)
+    # given a completed booking whose review window is over
+    booking = _window_over(booking_at(S.COMPLETED))
     # when
     review_window_close(booking=booking)
     # then
@@ -106,6 +114,22 @@ def test_review_window_close_of_booking_that_cannot_close_writes_nothing(state):
     with pytest.raises(TransitionNotAllowed, match=f"Booking #{booking.pk} is '{state}': cannot close."):
         review_window_close(booking=booking)
     # then
+    assert _snapshot(booking) == before
+
+
+def test_review_window_close_while_the_window_is_open_writes_nothing():
+    # given a completed booking, reviewed by the client, whose review window is still open
+    booking = booking_at(S.COMPLETED)
+    review_submit(booking=booking, author=booking.client, rating=4)
+    assert booking.review_window_ends_at > timezone.now()
+    before = _snapshot(booking)
+    # when the timer fires early
+    with pytest.raises(InvalidInput) as raised:
+        review_window_close(booking=booking)
+    # then the booking stays completed and the lone review hidden
+    assert str(raised.value) == (
+        f"The review window of booking #{booking.pk} is open until {booking.review_window_ends_at:%Y-%m-%d %H:%M}."
+    )
     assert _snapshot(booking) == before
 
 
