@@ -13,12 +13,14 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from marketplace.audit.services import event_record
 from marketplace.bookings.models import Booking
+from marketplace.bookings.selectors import booking_for_user
 from marketplace.bookings.services import TRANSITIONS as BOOKING_TRANSITIONS
 from marketplace.bookings.services import booking_apply_transition
 from marketplace.core.exceptions import InvalidInput, NotPermitted, TransitionNotAllowed
 from marketplace.core.money import ZERO, quantize
 from marketplace.core.transitions import guard, lock
 from marketplace.disputes.models import OPEN_STATES, Dispute, DisputeEvidence
+from marketplace.disputes.selectors import dispute_for_user
 from marketplace.notifications.services import notify
 from marketplace.payments.models import Payment
 from marketplace.payments.services import payment_refund
@@ -49,6 +51,24 @@ TRANSITIONS: dict[str, tuple[set[str], str]] = {
     "resolve_full_refund": (OPEN, S.RESOLVED_FULL_REFUND),
     "withdraw": (OPEN, S.WITHDRAWN),
 }
+
+
+# The model permission each staff step needs; the dispute must also be in the actor's scope
+# (`dispute_for_user`: partner and category grants, and the disputes assigned to them).
+HANDLE_PERMISSION = "disputes.change_dispute"
+RESOLVE_PERMISSION = "disputes.resolve_dispute"
+
+
+def _require_scope(dispute: Dispute, actor) -> None:
+    if not dispute_for_user(actor).filter(pk=dispute.pk).exists():
+        raise NotPermitted(f"Dispute #{dispute.pk} is outside your scope.")
+
+
+def _require_handler(dispute: Dispute, actor) -> None:
+    """Staff who handle disputes (`disputes.change_dispute`) with this dispute in scope."""
+    if not actor.has_perm(HANDLE_PERMISSION):
+        raise NotPermitted(f"You do not have the permission to handle dispute #{dispute.pk}.")
+    _require_scope(dispute, actor)
 
 
 def _apply(dispute: Dispute, *, actor, transition: str, reason: str = "", fields=(), data=None) -> Dispute:
@@ -83,8 +103,11 @@ def dispute_open(*, booking: Booking, actor, reason_code: str, description: str)
     with transaction.atomic():
         booking = lock(Booking, booking.pk, related=("client", "provider"))
         guard(booking, BOOKING_TRANSITIONS, "dispute")
-        if actor.pk not in (booking.client_id, booking.provider_id) and not actor.has_perm("disputes.change_dispute"):
-            raise NotPermitted(f"You are not a party to booking #{booking.pk}.")
+        if actor.pk not in (booking.client_id, booking.provider_id):
+            if not actor.has_perm(HANDLE_PERMISSION):
+                raise NotPermitted(f"You are not a party to booking #{booking.pk}.")
+            if not booking_for_user(actor).filter(pk=booking.pk).exists():
+                raise NotPermitted(f"Booking #{booking.pk} is outside your scope.")
         if booking.dispute_window_ends_at and booking.dispute_window_ends_at < timezone.now():
             raise TransitionNotAllowed(booking, "open a dispute", detail="The dispute window has closed.")
         now = timezone.now()
@@ -132,7 +155,11 @@ def dispute_open(*, booking: Booking, actor, reason_code: str, description: str)
 
 
 def dispute_assign(*, dispute: Dispute, actor, assignee) -> Dispute:
-    """Assign a dispute to a staff member, granting them this one dispute (guardian object permission)."""
+    """Assign a dispute to a staff member, granting them this one dispute (guardian object permission).
+
+    The actor needs `disputes.assign_dispute` and the dispute in scope; the assignee needs no scope
+    of their own: the grant puts this dispute in it.
+    """
     if not actor.has_perm("disputes.assign_dispute"):
         raise NotPermitted("You do not have the permission to assign disputes.")
     if not (assignee.is_active and assignee.is_staff):
@@ -141,6 +168,7 @@ def dispute_assign(*, dispute: Dispute, actor, assignee) -> Dispute:
         dispute = lock(Dispute, dispute.pk)
         if dispute.status not in OPEN:
             raise TransitionNotAllowed(dispute, "assign")
+        _require_scope(dispute, actor)
         previous = dispute.assignee
         if previous is not None and previous.pk != assignee.pk:
             remove_perm("disputes.handle_dispute", previous, dispute)
@@ -170,6 +198,8 @@ def dispute_request_response(*, dispute: Dispute, actor, due_at=None) -> Dispute
         raise InvalidInput("The response deadline must be in the future.")
     with transaction.atomic():
         dispute = lock(Dispute, dispute.pk, related=("booking__client", "booking__provider", "opened_by"))
+        guard(dispute, TRANSITIONS, "request_response")
+        _require_handler(dispute, actor)
         dispute.response_due_at = due_at
         _apply(
             dispute,
@@ -210,8 +240,10 @@ def dispute_add_evidence(*, dispute: Dispute, actor, text: str = "", file=None) 
     with transaction.atomic():
         dispute = lock(Dispute, dispute.pk, related=("booking",))
         booking = dispute.booking
-        if actor.pk not in (booking.client_id, booking.provider_id) and not actor.is_staff:
-            raise NotPermitted(f"You are not a party to dispute #{dispute.pk}.")
+        if actor.pk not in (booking.client_id, booking.provider_id):
+            if not actor.has_perm(HANDLE_PERMISSION):
+                raise NotPermitted(f"You are not a party to dispute #{dispute.pk}.")
+            _require_scope(dispute, actor)
         if dispute.status not in OPEN:
             raise TransitionNotAllowed(dispute, "add evidence")
         evidence = DisputeEvidence.objects.create(dispute=dispute, submitted_by=actor, text=text, file=file or "")
@@ -223,13 +255,20 @@ def dispute_start_review(*, dispute: Dispute, actor=None) -> Dispute:
     """Ops take the dispute into review (or the response deadline passed); the SLA clock starts."""
     with transaction.atomic():
         dispute = lock(Dispute, dispute.pk)
+        if actor is not None:
+            guard(dispute, TRANSITIONS, "start_review")
+            _require_handler(dispute, actor)
         dispute.sla_due_at = timezone.now() + timedelta(hours=settings.MARKETPLACE_DISPUTE_SLA_HOURS)
         return _apply(dispute, actor=actor, transition="start_review", fields=["sla_due_at"])
 
 
 def dispute_escalate(*, dispute: Dispute, actor=None, reason: str = "SLA breached") -> Dispute:
+    """Escalate a dispute: the SLA timer (actor None), or a handler in scope."""
     with transaction.atomic():
         dispute = lock(Dispute, dispute.pk)
+        if actor is not None:
+            guard(dispute, TRANSITIONS, "escalate")
+            _require_handler(dispute, actor)
         dispute.escalated_at = timezone.now()
         return _apply(dispute, actor=actor, transition="escalate", reason=reason, fields=["escalated_at"])
 
@@ -246,11 +285,12 @@ def dispute_resolve(
         raise InvalidInput(f"Unknown outcome '{outcome}': use release, partial_refund or full_refund.")
     if not (reason_code or "").strip():
         raise InvalidInput("A reason code is required to resolve a dispute.")
-    if not actor.has_perm("disputes.resolve_dispute"):
+    if not actor.has_perm(RESOLVE_PERMISSION):
         raise NotPermitted("You do not have the permission to resolve disputes.")
     with transaction.atomic():
         dispute = lock(Dispute, dispute.pk)
         guard(dispute, TRANSITIONS, OUTCOMES[outcome][0])
+        _require_scope(dispute, actor)
         payment = Payment.objects.get(booking_id=dispute.booking_id)
         refund = _refund_for(outcome, refund_amount, payment)
         if refund > settings.MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE:
@@ -295,6 +335,7 @@ def dispute_approve_resolution(*, dispute: Dispute, actor) -> Dispute:
                 f"You proposed the resolution of dispute #{dispute.pk}; a second person must approve it."
             )
         guard(dispute, TRANSITIONS, OUTCOMES[dispute.proposed_outcome][0])
+        _require_scope(dispute, actor)
         dispute.approved_by = actor
         return _resolve(
             dispute,
@@ -389,11 +430,14 @@ def _release_payout(dispute: Dispute, booking: Booking, *, actor, refunded: bool
 
 
 def dispute_withdraw(*, dispute: Dispute, actor, reason: str = "") -> Dispute:
-    """The opener withdraws; the booking is completed again and its payout hold is released."""
+    """The opener withdraws (or staff who resolve disputes, in scope); the booking is completed
+    again and its payout hold is released."""
     with transaction.atomic():
         dispute = lock(Dispute, dispute.pk)
-        if actor.pk != dispute.opened_by_id and not actor.has_perm("disputes.resolve_dispute"):
-            raise NotPermitted(f"Only whoever opened dispute #{dispute.pk} can withdraw it.")
+        if actor.pk != dispute.opened_by_id:
+            if not actor.has_perm(RESOLVE_PERMISSION):
+                raise NotPermitted(f"Only whoever opened dispute #{dispute.pk} can withdraw it.")
+            _require_scope(dispute, actor)
         dispute.resolved_at = timezone.now()
         dispute.resolved_by = actor
         _apply(dispute, actor=actor, transition="withdraw", reason=reason, fields=["resolved_at", "resolved_by"])

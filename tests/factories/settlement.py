@@ -17,6 +17,8 @@ from marketplace.accounts.services import StaffGroup, staff_groups_ensure
 from marketplace.bookings.models import Booking
 from marketplace.disputes import services as disputes
 from marketplace.disputes.models import Dispute
+from marketplace.partners.models import Partner
+from marketplace.partners.services import partner_scope_grant
 from marketplace.payments.gateway import SandboxGateway
 from marketplace.payouts import services as payouts
 from marketplace.payouts.models import Payout, PayoutAttempt
@@ -27,11 +29,20 @@ P = Payout.Status
 D = Dispute.Status
 
 
-def staff(*groups: str, **kwargs):
-    """An active staff user in these staff groups (the groups are created if missing)."""
+def staff(*groups: str, scope: Partner | None = None, **kwargs):
+    """An active staff user in these staff groups (the groups are created if missing).
+
+    Leads and Finance see every partner through their group; anyone else sees only what they are
+    granted: `scope=<partner>` grants that partner (`partner_scope_grant`, audited), and the
+    returned instance is fresh, so no permission cache is stale.
+    """
     if Group.objects.filter(name__in=groups).count() < len(set(groups)):
         staff_groups_ensure()
-    return StaffFactory(groups=list(groups), **kwargs)
+    user = StaffFactory(groups=list(groups), **kwargs)
+    if scope is not None:
+        partner_scope_grant(partner=scope, grantee=user)
+        user = type(user).objects.get(pk=user.pk)
+    return user
 
 
 def staff_with(*codenames: str, **kwargs):
@@ -119,14 +130,15 @@ PARTIAL_REFUND = Decimal("30.00")
 def dispute_in(status: str, *, booking: Booking | None = None, **booking_kwargs) -> Dispute:
     """A dispute opened by the client on a settled booking (a new one by default), brought to `status`.
 
-    Resolutions are made by an Operations agent; the partial refund is PARTIAL_REFUND.
+    Staff steps are taken by an Operations agent granted the booking's partner; the partial
+    refund is PARTIAL_REFUND.
     """
     booking = booking or settled_booking(**booking_kwargs)
     dispute = disputes.dispute_open(
         booking=booking, actor=booking.client, reason_code=Dispute.Reason.NOT_AS_DESCRIBED, description="Not done"
     )
     for step in DISPUTE_PATHS[status]:
-        agent = staff(StaffGroup.OPERATIONS_AGENT)
+        agent = staff(StaffGroup.OPERATIONS_AGENT, scope=booking.partner)
         if step == "request_response":
             dispute = disputes.dispute_request_response(dispute=dispute, actor=agent)
         elif step == "start_review":

@@ -39,7 +39,7 @@ def refund_calls() -> int:
 
 def _by_two_agents(service, **kwargs):
     def calls(dispute):
-        first, second = staff(AGENT), staff(AGENT)
+        first, second = staff(AGENT, scope=dispute.partner), staff(AGENT, scope=dispute.partner)
         return (
             lambda: service(dispute=dispute, actor=first, **kwargs),
             lambda: service(dispute=dispute, actor=second, **kwargs),

@@ -26,6 +26,7 @@ from marketplace.payouts.models import Payout, PayoutHold
 from marketplace.payouts.services import payout_create, payout_hold
 from tests.factories import ClientFactory, PartnerFactory, flows
 from tests.factories.settlement import dispute_in, payout_in, staff
+from tests.factories.states import operator_with
 
 pytestmark = pytest.mark.django_db
 
@@ -60,22 +61,32 @@ def open_dispute(booking: Booking) -> Dispute:
     )
 
 
+def agent_for(dispute: Dispute):
+    """An Operations agent granted the dispute's partner (a `scope.granted` event is written)."""
+    return staff(AGENT, scope=dispute.partner)
+
+
 def resolve(dispute: Dispute, outcome: str, *, actor=None, refund_amount=None) -> Dispute:
     return disputes.dispute_resolve(
-        dispute=dispute, actor=actor or staff(AGENT), outcome=outcome, reason_code="agreed", refund_amount=refund_amount
+        dispute=dispute,
+        actor=actor or agent_for(dispute),
+        outcome=outcome,
+        reason_code="agreed",
+        refund_amount=refund_amount,
     )
 
 
-# Each transition as a call of its service, by the person who would make it.
+# Each transition as a call of its service, by the person who would make it: a party, or the
+# agent in scope given (made before anything is counted, since their scope grant is audited).
 DOORS = {
-    "request_response": lambda d: disputes.dispute_request_response(dispute=d, actor=staff(AGENT)),
-    "respond": lambda d: disputes.dispute_respond(dispute=d, actor=d.booking.provider, text="It was done"),
-    "start_review": lambda d: disputes.dispute_start_review(dispute=d, actor=staff(AGENT)),
-    "escalate": lambda d: disputes.dispute_escalate(dispute=d, actor=staff(AGENT)),
-    "resolve_release": lambda d: resolve(d, "release"),
-    "resolve_partial_refund": lambda d: resolve(d, "partial_refund", refund_amount=Decimal("30.00")),
-    "resolve_full_refund": lambda d: resolve(d, "full_refund"),
-    "withdraw": lambda d: disputes.dispute_withdraw(dispute=d, actor=d.booking.client, reason="Sorted"),
+    "request_response": lambda d, agent: disputes.dispute_request_response(dispute=d, actor=agent),
+    "respond": lambda d, agent: disputes.dispute_respond(dispute=d, actor=d.booking.provider, text="It was done"),
+    "start_review": lambda d, agent: disputes.dispute_start_review(dispute=d, actor=agent),
+    "escalate": lambda d, agent: disputes.dispute_escalate(dispute=d, actor=agent),
+    "resolve_release": lambda d, agent: resolve(d, "release", actor=agent),
+    "resolve_partial_refund": lambda d, agent: resolve(d, "partial_refund", actor=agent, refund_amount=Decimal("30")),
+    "resolve_full_refund": lambda d, agent: resolve(d, "full_refund", actor=agent),
+    "withdraw": lambda d, agent: disputes.dispute_withdraw(dispute=d, actor=d.booking.client, reason="Sorted"),
 }
 LEGAL = [(t, s) for t, (sources, _) in TRANSITIONS.items() for s in sorted(sources)]
 # state -> the transitions that do not start from it
@@ -102,7 +113,7 @@ def test_dispute_transition_legal(transition, state):
     target = TRANSITIONS[transition][1]
 
     # when the transition is fired
-    DOORS[transition](dispute)
+    DOORS[transition](dispute, agent_for(dispute))
 
     # then the dispute is in the target state, and the audit log says so
     dispute.refresh_from_db()
@@ -115,6 +126,7 @@ def test_dispute_transition_legal(transition, state):
 def test_dispute_transition_illegal(state, subtests):
     # given a dispute in `state` (one per state; each transition is tried in a savepoint rolled back after)
     dispute = dispute_in(state)
+    agent = agent_for(dispute)
     before, counts = row(dispute), written()
     booking_status = Booking.objects.get(pk=dispute.booking_id).status
 
@@ -122,7 +134,7 @@ def test_dispute_transition_illegal(state, subtests):
         with subtests.test(transition=transition), rolled_back():
             # when a transition that does not start from `state` is fired
             with pytest.raises(TransitionNotAllowed) as exc:
-                DOORS[transition](dispute)
+                DOORS[transition](dispute, agent)
 
             # then it is refused naming the dispute, its state and the transition, and nothing is written
             assert exc.value.message == f"Dispute #{dispute.pk} is '{state}': cannot {transition}."
@@ -337,13 +349,14 @@ def test_dispute_resolve_keeps_the_payout_on_hold_while_another_hold_remains():
     ],
 )
 def test_dispute_resolve_with_a_wrong_amount_is_refused(outcome, refund_amount, message):
-    # given an open dispute on a booking of 100.00
+    # given an open dispute on a booking of 100.00, and an agent granted its partner
     dispute = dispute_in(S.UNDER_REVIEW, **fee_of("100.00"))
+    agent = agent_for(dispute)
     before, counts = row(dispute), written()
 
     # when it is resolved with an amount that does not fit the outcome
     with pytest.raises(InvalidInput) as exc:
-        resolve(dispute, outcome, refund_amount=Decimal(refund_amount) if refund_amount else None)
+        resolve(dispute, outcome, actor=agent, refund_amount=Decimal(refund_amount) if refund_amount else None)
 
     # then it is refused and nothing is written
     assert exc.value.message.startswith(message)
@@ -377,7 +390,7 @@ def test_dispute_resolve_refund_at_the_threshold_is_applied_at_once():
 def test_dispute_refund_above_the_threshold_needs_a_second_person():
     # given a dispute on a booking of 1,000.00 whose payout of 850.00 it holds
     dispute, payout = disputed_with_payout(**fee_of("1000.00"))
-    proposer = staff(AGENT)
+    proposer = agent_for(dispute)
 
     # when an agent resolves it with a refund of 600.00
     resolve(dispute, "partial_refund", actor=proposer, refund_amount=Decimal("600.00"))
@@ -586,3 +599,128 @@ def test_dispute_resolve_matrix_agent_scope(scope, allowed):
             resolve(dispute, "partial_refund", actor=actor, refund_amount=Decimal("10.00"))
         assert row(dispute) == before
         assert not Refund.objects.exists()
+
+
+# --- staff scope on every staff step ----------------------------------------------------------
+
+
+def _proposed(dispute: Dispute) -> Dispute:
+    """The dispute with a refund of 600.00 proposed by a lead, waiting for a second person."""
+    return resolve(dispute, "partial_refund", actor=staff(LEAD), refund_amount=Decimal("600.00"))
+
+
+# step -> (the dispute state it is taken from, the model permission the actor holds, the call)
+STAFF_STEPS = {
+    "request_response": (
+        S.OPENED,
+        "change_dispute",
+        lambda d, a: disputes.dispute_request_response(dispute=d, actor=a),
+    ),
+    "start_review": (S.OPENED, "change_dispute", lambda d, a: disputes.dispute_start_review(dispute=d, actor=a)),
+    "escalate": (S.OPENED, "change_dispute", lambda d, a: disputes.dispute_escalate(dispute=d, actor=a)),
+    "add_evidence": (
+        S.OPENED,
+        "change_dispute",
+        lambda d, a: disputes.dispute_add_evidence(dispute=d, actor=a, text="Call notes"),
+    ),
+    "resolve": (S.UNDER_REVIEW, "resolve_dispute", lambda d, a: resolve(d, "release", actor=a)),
+    "withdraw": (
+        S.OPENED,
+        "resolve_dispute",
+        lambda d, a: disputes.dispute_withdraw(dispute=d, actor=a, reason="Opened twice"),
+    ),
+    "assign": (S.OPENED, "assign_dispute", lambda d, a: disputes.dispute_assign(dispute=d, actor=a, assignee=a)),
+    "approve_resolution": (
+        S.UNDER_REVIEW,
+        "approve_refund",
+        lambda d, a: disputes.dispute_approve_resolution(dispute=d, actor=a),
+    ),
+}
+SCOPES = ["the dispute's partner", "another partner", "no grant"]
+STAFF_MATRIX = [(step, scope) for step in STAFF_STEPS for scope in SCOPES]
+
+
+@pytest.mark.parametrize(("step", "scope"), STAFF_MATRIX, ids=[f"{s}-{c}" for s, c in STAFF_MATRIX])
+def test_dispute_staff_step_matrix_scope(step, scope):
+    # given a dispute where `step` applies, and staff holding its permission with one kind of scope
+    state, permission, call = STAFF_STEPS[step]
+    booking_kwargs = fee_of("1000.00") if step == "approve_resolution" else {}
+    dispute = dispute_in(state, **booking_kwargs)
+    if step == "approve_resolution":
+        dispute = _proposed(dispute)
+    partner = {"the dispute's partner": dispute.partner, "another partner": PartnerFactory(), "no grant": None}[scope]
+    actor = operator_with(permission, scope=partner)
+    before, counts = row(dispute), written()
+
+    if scope == "the dispute's partner":
+        # when they take the step, then it is taken, in their name
+        call(dispute, actor)
+        assert row(dispute) != before or dispute.evidence.filter(submitted_by=actor).exists()
+        assert Event.objects.filter(target_id=str(dispute.pk), actor=actor).exists()
+    else:
+        # when they take the step, then a dispute outside their scope is refused and nothing is written
+        with pytest.raises(NotPermitted) as exc:
+            call(dispute, actor)
+        assert exc.value.message == f"Dispute #{dispute.pk} is outside your scope."
+        assert row(dispute) == before
+        assert written() == counts
+        assert not dispute.evidence.exists()
+
+
+@pytest.mark.parametrize("step", ["request_response", "start_review", "escalate", "add_evidence", "withdraw"])
+def test_dispute_staff_step_without_the_permission_is_refused(step):
+    # given staff granted the dispute's partner but holding none of the dispute permissions
+    state, _, call = STAFF_STEPS[step]
+    dispute = dispute_in(state)
+    actor = operator_with("view_dispute", scope=dispute.partner)
+    before, counts = row(dispute), written()
+    # when / then
+    with pytest.raises(NotPermitted, match=f"#{dispute.pk}"):
+        call(dispute, actor)
+    assert (row(dispute), written()) == (before, counts)
+
+
+@pytest.mark.parametrize("step", ["start_review", "escalate"])
+def test_dispute_timer_steps_need_no_actor(step):
+    # given an opened dispute  # when the timer takes the step (no actor)
+    dispute = dispute_in(S.OPENED)
+    STAFF_STEPS[step][2](dispute, None)
+    # then
+    assert Dispute.objects.get(pk=dispute.pk).status == TRANSITIONS[step][1]
+
+
+@pytest.mark.parametrize(("scope", "allowed"), [("the booking's partner", True), ("another partner", False)])
+def test_dispute_open_by_staff_needs_the_booking_in_scope(scope, allowed):
+    # given a settled booking and staff who handle disputes, granted one partner
+    booking = flows.settled_booking()
+    partner = booking.partner if allowed else PartnerFactory()
+    actor = operator_with("change_dispute", scope=partner)
+    counts, booking_before = written(), Booking.objects.get(pk=booking.pk).updated_at
+
+    if allowed:
+        # when they open a dispute on the client's behalf, then it is opened
+        dispute = disputes.dispute_open(booking=booking, actor=actor, reason_code="quality", description="By phone")
+        assert (dispute.status, dispute.opened_by_id) == (S.OPENED, actor.pk)
+    else:
+        # when they open one on a booking outside their scope, then it is refused and nothing is written
+        with pytest.raises(NotPermitted) as exc:
+            disputes.dispute_open(booking=booking, actor=actor, reason_code="quality", description="By phone")
+        assert exc.value.message == f"Booking #{booking.pk} is outside your scope."
+        assert written() == counts
+        assert Booking.objects.get(pk=booking.pk).updated_at == booking_before
+
+
+def test_dispute_assign_gives_an_agent_with_no_scope_this_dispute_only():
+    # given an open dispute, and an agent granted nothing
+    dispute, other = dispute_in(S.UNDER_REVIEW), dispute_in(S.UNDER_REVIEW)
+    agent = staff(AGENT)
+
+    # when a lead assigns the dispute to the agent
+    disputes.dispute_assign(dispute=dispute, actor=staff(LEAD), assignee=agent)
+
+    # then the agent may resolve this dispute, and still no other one
+    agent = fresh(agent)
+    with pytest.raises(NotPermitted, match="outside your scope"):
+        resolve(other, "release", actor=agent)
+    resolve(dispute, "release", actor=agent)
+    assert Dispute.objects.get(pk=dispute.pk).status == S.RESOLVED_RELEASE
