@@ -24,12 +24,11 @@ from marketplace.disputes.selectors import dispute_for_user
 from marketplace.notifications.services import notify
 from marketplace.payments.models import Payment
 from marketplace.payments.services import payment_refund
-from marketplace.payouts.models import PayoutHold
 from marketplace.payouts.services import (
     payout_active_for_booking,
-    payout_hold,
+    payout_hold_for_dispute,
     payout_recompute_for_booking,
-    payout_release_hold,
+    payout_release_for_dispute,
 )
 
 S = Dispute.Status
@@ -136,10 +135,9 @@ def dispute_open(*, booking: Booking, actor, reason_code: str, description: str)
             # then leaves the provider owing it, which the ledger carries as a negative payable.
             event_record(verb="dispute.payout_in_flight", actor=actor, target=dispute, data={"payout": payout.pk})
         elif payout is not None:
-            payout_hold(
+            payout_hold_for_dispute(
                 payout=payout,
                 actor=actor,
-                kind=PayoutHold.Kind.DISPUTE,
                 dispute_id=dispute.pk,
                 reason=f"Dispute #{dispute.pk} on booking #{booking.pk}",
             )
@@ -420,12 +418,8 @@ def _release_payout(dispute: Dispute, booking: Booking, *, actor, refunded: bool
     if refunded:
         payout = payout_recompute_for_booking(booking=booking, actor=actor, reason=f"Refund on dispute #{dispute.pk}")
     if payout.status == payout.Status.ON_HOLD and payout.holds.filter(dispute_id=dispute.pk, released_at=None).exists():
-        payout_release_hold(
-            payout=payout,
-            actor=actor,
-            kind=PayoutHold.Kind.DISPUTE,
-            dispute_id=dispute.pk,
-            reason=f"Dispute #{dispute.pk} closed",
+        payout_release_for_dispute(
+            payout=payout, actor=actor, dispute_id=dispute.pk, reason=f"Dispute #{dispute.pk} closed"
         )
 
 

@@ -40,10 +40,37 @@ TRANSITIONS: dict[str, tuple[set[str], str]] = {
     "reverse": ({S.PAID}, S.REVERSED),
 }
 SETTLED = (Booking.Status.COMPLETED, Booking.Status.RESOLVED, Booking.Status.CLOSED)
+# A person acting on a payout holds one of these and has the payout in scope (`payout_for_user`);
+# actor None is the system (timers, the gateway's answers), which needs neither.
+HOLD_PERMISSION = "payouts.hold_payout"
+CHANGE_PERMISSION = "payouts.change_payout"
+_DOING = {HOLD_PERMISSION: "hold or release payouts", CHANGE_PERMISSION: "change payouts"}
 
 
-def _apply(payout: Payout, *, actor, transition: str, reason: str = "", fields=(), data=None, detail="") -> Payout:
+def _require_operator(payout: Payout, actor, permission: str) -> None:
+    if actor is None:
+        return
+    if not actor.has_perm(permission):
+        raise NotPermitted(f"You do not have the permission to {_DOING[permission]} (payout #{payout.pk}).")
+    if not payout_for_user(actor).filter(pk=payout.pk).exists():
+        raise NotPermitted(f"Payout #{payout.pk} is outside your scope.")
+
+
+def _apply(
+    payout: Payout,
+    *,
+    actor,
+    transition: str,
+    reason: str = "",
+    fields=(),
+    data=None,
+    detail="",
+    permission: str | None = None,
+) -> Payout:
+    """Guard, then (with `permission`) check the actor, then save and audit one transition."""
     target = guard(payout, TRANSITIONS, transition, detail=detail)
+    if permission:
+        _require_operator(payout, actor, permission)
     from_state = payout.status
     payout.status = target
     payout.save(update_fields=["status", "updated_at", *fields])
@@ -123,14 +150,29 @@ def payout_create(*, partner: Partner, bookings, actor=None) -> Payout:
     return payout
 
 
-def payout_hold(*, payout: Payout, actor, reason: str, kind: str = PayoutHold.Kind.MANUAL, dispute_id=None) -> Payout:
-    """Put a hold on a payout. A payout already on hold collects the extra hold and stays put."""
+def payout_hold(*, payout: Payout, actor, reason: str, kind: str = PayoutHold.Kind.MANUAL) -> Payout:
+    """Put a hold on a payout (`payouts.hold_payout` in scope, or the system with actor None).
+
+    A payout already on hold collects the extra hold and stays put.
+    """
+    return _hold(payout, actor=actor, reason=reason, kind=kind, dispute_id=None, permission=HOLD_PERMISSION)
+
+
+def payout_hold_for_dispute(*, payout: Payout, dispute_id: int, actor, reason: str) -> Payout:
+    """Hold a payout for a dispute on one of its bookings. Called by the dispute workflow, which has
+    already checked its actor (a party to the booking, or staff in scope): no payout right is asked."""
+    return _hold(payout, actor=actor, reason=reason, kind=PayoutHold.Kind.DISPUTE, dispute_id=dispute_id)
+
+
+def _hold(payout: Payout, *, actor, reason: str, kind: str, dispute_id, permission: str | None = None) -> Payout:
     if not (reason or "").strip():
         raise InvalidInput("A reason is required to hold a payout.")
     with transaction.atomic():
         payout = lock(Payout, payout.pk)
         if payout.status != S.ON_HOLD:
             guard(payout, TRANSITIONS, "hold")
+        if permission:
+            _require_operator(payout, actor, permission)
         hold, created = PayoutHold.objects.get_or_create(
             payout=payout,
             kind=kind,
@@ -145,12 +187,24 @@ def payout_hold(*, payout: Payout, actor, reason: str, kind: str = PayoutHold.Ki
         return _apply(payout, actor=actor, transition="hold", reason=reason, data={"kind": kind})
 
 
-def payout_release_hold(*, payout: Payout, actor, kind: str | None = None, dispute_id=None, reason: str = "") -> Payout:
-    """Release holds (all of them, or those of one kind or dispute). With none left, the payout
-    goes back to accruing, and straight on to ready if its hold period is over."""
+def payout_release_hold(*, payout: Payout, actor, kind: str | None = None, reason: str = "") -> Payout:
+    """Release holds (all of them, or those of one kind): `payouts.hold_payout` in scope, or the
+    system. With none left, the payout goes back to accruing, and on to ready if its hold period is over."""
+    return _release(payout, actor=actor, kind=kind, dispute_id=None, reason=reason, permission=HOLD_PERMISSION)
+
+
+def payout_release_for_dispute(*, payout: Payout, dispute_id: int, actor, reason: str = "") -> Payout:
+    """Release a dispute's hold once the dispute is closed. Called by the dispute workflow, which
+    has already checked its actor: no payout right is asked."""
+    return _release(payout, actor=actor, kind=PayoutHold.Kind.DISPUTE, dispute_id=dispute_id, reason=reason)
+
+
+def _release(payout: Payout, *, actor, kind, dispute_id, reason: str, permission: str | None = None) -> Payout:
     with transaction.atomic():
         payout = lock(Payout, payout.pk)
         guard(payout, TRANSITIONS, "release")
+        if permission:
+            _require_operator(payout, actor, permission)
         holds = payout.holds.filter(released_at__isnull=True)
         if kind:
             holds = holds.filter(kind=kind)
@@ -198,9 +252,11 @@ def payout_auto_approve(*, payout: Payout) -> Payout:
 
 
 def payout_request_approval(*, payout: Payout, actor, note: str = "") -> Payout:
+    """Ask a second person to approve a ready payout (`payouts.change_payout` in scope)."""
     with transaction.atomic():
         payout = lock(Payout, payout.pk)
         guard(payout, TRANSITIONS, "request_approval")
+        _require_operator(payout, actor, CHANGE_PERMISSION)
         # A payout back at ready (after a hold or a failed attempt) is approved afresh.
         payout.requested_by = actor
         payout.approved_by = None
@@ -262,6 +318,7 @@ def payout_submit(*, payout: Payout, actor=None) -> PayoutAttempt:
     with transaction.atomic():
         payout = lock(Payout, payout.pk)
         guard(payout, TRANSITIONS, "submit")
+        _require_operator(payout, actor, CHANGE_PERMISSION)
         payout.attempt_count += 1
         payout.submitted_at = timezone.now()
         attempt = PayoutAttempt.objects.create(
@@ -342,7 +399,7 @@ def payout_retry(*, payout: Payout, actor) -> Payout:
     with transaction.atomic():
         payout = lock(Payout, payout.pk)
         payout.failure_reason = ""
-        return _apply(payout, actor=actor, transition="retry", fields=["failure_reason"])
+        return _apply(payout, actor=actor, transition="retry", fields=["failure_reason"], permission=CHANGE_PERMISSION)
 
 
 def payout_cancel(*, payout: Payout, actor, reason: str) -> Payout:
@@ -351,7 +408,7 @@ def payout_cancel(*, payout: Payout, actor, reason: str) -> Payout:
         raise InvalidInput("A reason is required to cancel a payout.")
     with transaction.atomic():
         payout = lock(Payout, payout.pk)
-        _apply(payout, actor=actor, transition="cancel", reason=reason)
+        _apply(payout, actor=actor, transition="cancel", reason=reason, permission=CHANGE_PERMISSION)
         _release_for_good(payout, actor)
     return payout
 
@@ -370,7 +427,7 @@ def payout_reverse(*, payout: Payout, actor, reason: str) -> Payout:
         raise InvalidInput("A reason is required to reverse a payout.")
     with transaction.atomic():
         payout = lock(Payout, payout.pk)
-        _apply(payout, actor=actor, transition="reverse", reason=reason)
+        _apply(payout, actor=actor, transition="reverse", reason=reason, permission=CHANGE_PERMISSION)
         ledger_post_payout_reversal(payout=payout)
         # The provider is owed these bookings again: a later payout may take them.
         payout.items.update(is_active=False)

@@ -25,6 +25,7 @@ from marketplace.payouts.models import Payout, PayoutAttempt, PayoutHold, Payout
 from marketplace.payouts.services import TRANSITIONS
 from tests.factories import PartnerFactory, PayoutAccountFactory, flows
 from tests.factories.settlement import payout_in, staff, staff_with, submissions_not_sent
+from tests.factories.states import operator_with
 
 pytestmark = pytest.mark.django_db
 
@@ -687,3 +688,84 @@ def test_payout_create_takes_the_bookings_of_a_reversed_payout():
 
     # then the 85.00 is paid out anew
     assert (again.status, again.amount) == (S.ACCRUING, Decimal("85.00"))
+
+
+# --- staff scope on every staff step ----------------------------------------------------------
+
+
+def _submit_as(payout, actor):
+    with submissions_not_sent():
+        return payouts.payout_submit(payout=payout, actor=actor)
+
+
+# step -> (the state it is taken from, the model permission it needs, the call with an actor)
+STAFF_STEPS = {
+    "hold": (S.ACCRUING, "hold_payout", lambda p, a: payouts.payout_hold(payout=p, actor=a, reason="Documents")),
+    "release": (S.ON_HOLD, "hold_payout", lambda p, a: payouts.payout_release_hold(payout=p, actor=a)),
+    "request_approval": (
+        S.READY,
+        "change_payout",
+        lambda p, a: payouts.payout_request_approval(payout=p, actor=a, note="Large"),
+    ),
+    "submit": (S.APPROVED, "change_payout", _submit_as),
+    "retry": (S.FAILED, "change_payout", lambda p, a: payouts.payout_retry(payout=p, actor=a)),
+    "cancel": (S.ACCRUING, "change_payout", lambda p, a: payouts.payout_cancel(payout=p, actor=a, reason="Closed")),
+    "reverse": (S.PAID, "change_payout", lambda p, a: payouts.payout_reverse(payout=p, actor=a, reason="Bank")),
+}
+SCOPES = ["the payout's partner", "another partner", "no grant", "the partner, without the permission"]
+STAFF_MATRIX = [(step, scope) for step in STAFF_STEPS for scope in SCOPES]
+
+
+@pytest.mark.parametrize(("step", "scope"), STAFF_MATRIX, ids=[f"{s}-{c}" for s, c in STAFF_MATRIX])
+def test_payout_staff_step_matrix_scope(step, scope):
+    # given a payout where `step` applies, and staff with one kind of scope
+    state, permission, call = STAFF_STEPS[step]
+    payout = payout_in(state)
+    if scope == "the partner, without the permission":
+        actor = operator_with("view_payout", scope=payout.partner)
+    else:
+        partner = {"the payout's partner": payout.partner, "another partner": PartnerFactory(), "no grant": None}
+        actor = operator_with(permission, scope=partner[scope])
+    before, counts = row(payout), written()
+
+    if scope == "the payout's partner":
+        # when they take the step, then it is taken, in their name
+        call(payout, actor)
+        assert row(payout) != before
+        assert Event.objects.filter(target_id=str(payout.pk), actor=actor).exists()
+    else:
+        # when they take the step, then it is refused, and nothing is written
+        with pytest.raises(NotPermitted) as exc:
+            call(payout, actor)
+        if scope == "the partner, without the permission":
+            assert exc.value.message.startswith("You do not have the permission to ")
+            assert exc.value.message.endswith(f"(payout #{payout.pk}).")
+        else:
+            assert exc.value.message == f"Payout #{payout.pk} is outside your scope."
+        assert row(payout) == before
+        assert written() == counts
+
+
+@pytest.mark.parametrize("step", ["hold", "release", "retry", "cancel", "reverse"])
+def test_payout_staff_step_by_the_system_needs_no_actor(step):
+    # given a payout where `step` applies  # when the system takes it (actor None)
+    state, _, call = STAFF_STEPS[step]
+    payout = payout_in(state)
+    call(payout, None)
+    # then it is taken
+    event = Event.objects.filter(target_id=str(payout.pk), verb__startswith="payout.").latest("id")
+    assert event.actor is None
+    assert row(payout)["status"] != state
+
+
+def test_payout_reject_by_an_approver_of_another_partner_is_refused():
+    # given a payout awaiting approval, and an approver granted another partner
+    payout = awaiting(staff(StaffGroup.OPERATIONS_LEAD))
+    approver = operator_with("approve_payout", scope=PartnerFactory())
+    before, counts = row(payout), written()
+    # when they reject it
+    with pytest.raises(NotPermitted) as exc:
+        payouts.payout_reject(payout=payout, actor=approver, reason="Wrong bank")
+    # then it still awaits approval and nothing is written
+    assert exc.value.message == f"Payout #{payout.pk} is outside your scope."
+    assert (row(payout), written()) == (before, counts)
