@@ -307,13 +307,20 @@ class CuratedLoader:
     def load_bookings(self) -> None:
         for row in self.data["bookings"]:
             starts_at = self.now + timedelta(days=row["starts_in_days"])
+            ends_at = starts_at + timedelta(hours=row["hours"])
+            # No booking may start in the past, so one that happened weeks ago is booked for
+            # tomorrow through the service and its dates are then moved back (the demo's history).
+            booked_start = max(starts_at, self.now + timedelta(days=1))
             booking = booking_create(
                 listing=self.listings[row["listing"]],
                 client=self.user(row["client"]),
-                starts_at=starts_at,
-                ends_at=starts_at + timedelta(hours=row["hours"]),
+                starts_at=booked_start,
+                ends_at=booked_start + (ends_at - starts_at),
                 note=row.get("note", ""),
             )
+            if booked_start != starts_at:
+                Booking.objects.filter(pk=booking.pk).update(starts_at=starts_at, ends_at=ends_at)
+                booking.refresh_from_db()
             self.bookings[row["key"]] = self._drive_booking(booking, row["state"], row)
             self.expected_booking[row["key"]] = row["state"]
 
