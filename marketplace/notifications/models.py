@@ -12,6 +12,8 @@ class Notification(models.Model):
     target_type = models.CharField(max_length=64, blank=True, default="")
     target_id = models.CharField(max_length=64, blank=True, default="")
     read_at = models.DateTimeField(null=True, blank=True)
+    # Set by callers that may run twice (timers, reminders): a second notify() with it writes nothing.
+    dedupe_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -2,7 +2,7 @@
 
 import uuid
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from marketplace.notifications.models import EmailOutbox, Notification
 
@@ -13,13 +13,24 @@ def notify(
     """Write an in-app notification and, when `email`, queue the same message in the outbox.
 
     Call it inside the transition's transaction: if the transition rolls back, so do both rows.
-    `dedupe_key` lets a caller that may run twice (a timer) make the email unique.
+    With `dedupe_key` (a caller that may run twice: a timer, a reminder) the second call, even a
+    concurrent one from another process, writes nothing and returns the first notification.
     """
     target_type = target._meta.label_lower if target is not None else ""
     target_id = str(target.pk) if target is not None else ""
-    notification = Notification.objects.create(
-        user=user, verb=verb, title=title, body=body, target_type=target_type, target_id=target_id
-    )
+    fields = dict(user=user, verb=verb, title=title, body=body, target_type=target_type, target_id=target_id)
+    if dedupe_key:
+        existing = Notification.objects.filter(dedupe_key=dedupe_key).first()
+        if existing is not None:
+            return existing
+        try:
+            # A concurrent twin blocks on the unique key until we commit, then fails here.
+            with transaction.atomic():
+                notification = Notification.objects.create(dedupe_key=dedupe_key, **fields)
+        except IntegrityError:
+            return Notification.objects.get(dedupe_key=dedupe_key)
+    else:
+        notification = Notification.objects.create(**fields)
     if email and user.email:
         outbox, created = EmailOutbox.objects.get_or_create(
             dedupe_key=dedupe_key or f"{verb}:{target_type}:{target_id}:{user.pk}:{uuid.uuid4().hex}",
