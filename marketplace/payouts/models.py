@@ -4,6 +4,52 @@ from django.db import models
 from marketplace.core.money import AmountField, CurrencyField
 
 
+class PayoutRun(models.Model):
+    """One scheduled (or manual) payout run: what it gathered, approved, submitted and skipped.
+
+    A run that was killed stays `running` until a later run marks it `interrupted`; its committed
+    batches stand, and the next run carries on from what is left.
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        FINISHED = "finished", "Finished"
+        FAILED = "failed", "Failed"
+        INTERRUPTED = "interrupted", "Interrupted"
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    cutoff = models.DateTimeField(help_text="Bookings completed before this are past their hold period.")
+    bookings = models.PositiveIntegerField(default=0, help_text="Bookings gathered into new payouts.")
+    payouts_created = models.PositiveIntegerField(default=0)
+    amount_created = AmountField(default=0)
+    auto_approved = models.PositiveIntegerField(default=0)
+    needs_approval = models.PositiveIntegerField(default=0, help_text="Ready payouts waiting for a person.")
+    submitted = models.PositiveIntegerField(default=0)
+    retried = models.PositiveIntegerField(default=0)
+    resumed_attempts = models.PositiveIntegerField(default=0)
+    held = models.PositiveIntegerField(default=0, help_text="Payouts on hold (open dispute, risk flag, manual).")
+    disputed_bookings = models.PositiveIntegerField(default=0, help_text="Past the hold period but disputed.")
+    report = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["running", "finished", "failed", "interrupted"]),
+                name="payout_run_status_valid",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Payout run #{self.pk}"
+
+
 class Payout(models.Model):
     """Money owed to one partner for a set of settled bookings, on its way to their account."""
 
@@ -34,6 +80,11 @@ class Payout(models.Model):
     gateway_reference = models.CharField(max_length=100, blank=True, default="")
     failure_reason = models.TextField(blank=True, default="")
     note = models.TextField(blank=True, default="")
+    run = models.ForeignKey(
+        PayoutRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="payouts", db_index=False
+    )
+    # After a failed attempt the system retries on its own, with backoff, a few times; then a person decides.
+    next_retry_at = models.DateTimeField(null=True, blank=True)
     approved_at = models.DateTimeField(null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
@@ -75,6 +126,8 @@ class Payout(models.Model):
             models.Index(fields=["partner", "status", "-created_at"], name="payout_partner_status_idx"),
             models.Index(fields=["status", "-created_at"], name="payout_status_created_idx"),
             models.Index(fields=["status", "hold_until"], name="payout_maturity_idx"),
+            models.Index(fields=["run", "status"], name="payout_run_status_idx"),
+            models.Index(fields=["next_retry_at"], condition=models.Q(status="failed"), name="payout_retry_due_idx"),
         ]
 
     def __str__(self):
@@ -152,11 +205,20 @@ class PayoutAttempt(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUBMITTED)
     gateway_reference = models.CharField(max_length=100, blank=True, default="")
     error = models.TextField(blank=True, default="")
+    # The gateway did not answer (timeout, outage): the same attempt, with the same key, is tried
+    # again after `next_try_at`; the gateway's idempotency makes the repeat safe.
+    tries = models.PositiveSmallIntegerField(default=0)
+    next_try_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["payout", "number"]
+        indexes = [
+            models.Index(
+                fields=["next_try_at"], condition=models.Q(status="submitted"), name="payout_attempt_pending_idx"
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["payout", "number"], name="payout_attempt_unique_number"),
         ]

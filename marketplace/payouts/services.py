@@ -14,8 +14,9 @@ from marketplace.core.exceptions import ApplicationError, InvalidInput, NotPermi
 from marketplace.core.money import ZERO
 from marketplace.core.transitions import guard, lock, lock_many
 from marketplace.ledger.services import ledger_post_payout, ledger_post_payout_reversal
-from marketplace.partners.models import Partner
-from marketplace.payments.gateway import get_gateway
+from marketplace.notifications.services import notify
+from marketplace.partners.models import Partner, PartnerMembership
+from marketplace.payments.gateway import GatewayUnavailable, get_gateway
 from marketplace.payments.models import Payment
 from marketplace.payouts.models import Payout, PayoutAttempt, PayoutHold, PayoutItem
 from marketplace.payouts.selectors import payout_for_user
@@ -36,6 +37,7 @@ TRANSITIONS: dict[str, tuple[set[str], str]] = {
     "mark_paid": ({S.SUBMITTED}, S.PAID),
     "mark_failed": ({S.SUBMITTED}, S.FAILED),
     "retry": ({S.FAILED}, S.READY),
+    "auto_retry": ({S.FAILED}, S.APPROVED),
     "cancel": ({S.ACCRUING, S.ON_HOLD, S.READY, S.AWAITING_APPROVAL, S.APPROVED, S.FAILED}, S.CANCELLED),
     "reverse": ({S.PAID}, S.REVERSED),
 }
@@ -45,6 +47,29 @@ SETTLED = (Booking.Status.COMPLETED, Booking.Status.RESOLVED, Booking.Status.CLO
 HOLD_PERMISSION = "payouts.hold_payout"
 CHANGE_PERMISSION = "payouts.change_payout"
 _DOING = {HOLD_PERMISSION: "hold or release payouts", CHANGE_PERMISSION: "change payouts"}
+
+
+# The transitions a partner hears about (in-app and by email), and how they are told.
+_PARTNER_NEWS = {
+    "hold": "Payout #{pk} is on hold",
+    "release": "Payout #{pk} is no longer on hold",
+    "mark_paid": "Payout #{pk} of {amount} {currency} is paid",
+    "mark_failed": "Payout #{pk} could not be paid",
+    "cancel": "Payout #{pk} was cancelled",
+    "reverse": "Payout #{pk} was returned by the bank",
+}
+
+
+def payout_notify_partner(payout: Payout, *, verb: str, title: str, body: str = "") -> None:
+    """Tell the partner's owners (in-app and by email), inside the caller's transaction."""
+    owners = PartnerMembership.objects.filter(partner_id=payout.partner_id, role=PartnerMembership.Role.OWNER)
+    for membership in owners.select_related("user"):
+        notify(user=membership.user, verb=verb, target=payout, title=title, body=body)
+
+
+def _backoff(n: int) -> timedelta:
+    """15, 30, 60 ... minutes (from the base setting), for the n-th failure."""
+    return timedelta(minutes=settings.MARKETPLACE_PAYOUT_RETRY_BACKOFF_MINUTES * 2 ** max(n - 1, 0))
 
 
 def _require_operator(payout: Payout, actor, permission: str) -> None:
@@ -83,6 +108,13 @@ def _apply(
         reason=reason,
         data={"amount": str(payout.amount), **(data or {})},
     )
+    if title := _PARTNER_NEWS.get(transition):
+        payout_notify_partner(
+            payout,
+            verb=f"payout.{transition}",
+            title=title.format(pk=payout.pk, amount=payout.amount, currency=payout.currency),
+            body=reason,
+        )
     return payout
 
 
@@ -344,8 +376,16 @@ def _enqueue_attempt(attempt_id: int) -> None:
 
 
 def payout_attempt_process(*, attempt_id: int) -> Payout | None:
-    """Call the gateway for one attempt and record the answer. Safe to run twice: the payout row
-    is locked, a finished attempt is skipped, and the gateway call carries the attempt's key."""
+    """Call the gateway for one attempt and record the answer. Safe to run twice, even at once:
+    the payout row is locked, a finished attempt is skipped, and the gateway call carries the
+    attempt's key, so asking again after a crash returns the first answer and moves nothing.
+
+    - paid: the payout is paid and the ledger posts it;
+    - refused: the payout fails with the gateway's reason; the system retries it with backoff a
+      few times (`payout.next_retry_at`), then leaves it failed for a person;
+    - no answer (`GatewayUnavailable`): the outcome is unknown, so the same attempt stays
+      submitted and is asked again with the same key after a backoff (`attempt.next_try_at`).
+    """
     with transaction.atomic():
         attempt = PayoutAttempt.objects.select_related("payout").get(pk=attempt_id)
         payout = lock(Payout, attempt.payout_id, related=("partner",))
@@ -353,22 +393,41 @@ def payout_attempt_process(*, attempt_id: int) -> Payout | None:
         if attempt.status != PayoutAttempt.Status.SUBMITTED or payout.status != S.SUBMITTED:
             return None
         account = getattr(payout.partner, "payout_account", None)
+        attempt.tries += 1
         if account is None:
             result_ok, reference, error = False, "", "The partner has no payout account."
         else:
-            result = get_gateway().payout(
-                account=account.gateway_reference,
-                amount=payout.amount,
-                currency=payout.currency,
-                idempotency_key=attempt.idempotency_key,
-            )
+            try:
+                result = get_gateway().payout(
+                    account=account.gateway_reference,
+                    amount=payout.amount,
+                    currency=payout.currency,
+                    idempotency_key=attempt.idempotency_key,
+                )
+            except GatewayUnavailable as exc:
+                attempt.error = str(exc)
+                attempt.next_try_at = timezone.now() + _backoff(attempt.tries)
+                attempt.save(update_fields=["tries", "error", "next_try_at"])
+                event_record(
+                    verb="payout.attempt_unanswered",
+                    target=payout,
+                    reason=str(exc),
+                    data={
+                        "attempt": attempt.number,
+                        "tries": attempt.tries,
+                        "next_try_at": attempt.next_try_at.isoformat(),
+                    },
+                )
+                return payout
             result_ok, reference, error = result.ok, result.reference, result.error
         attempt.finished_at = timezone.now()
         attempt.gateway_reference = reference
         attempt.error = error
+        attempt.next_try_at = None
+        fields = ["status", "gateway_reference", "error", "finished_at", "tries", "next_try_at"]
         if result_ok:
             attempt.status = PayoutAttempt.Status.SUCCEEDED
-            attempt.save(update_fields=["status", "gateway_reference", "error", "finished_at"])
+            attempt.save(update_fields=fields)
             payout.gateway_reference = reference
             payout.paid_at = timezone.now()
             _apply(
@@ -381,17 +440,41 @@ def payout_attempt_process(*, attempt_id: int) -> Payout | None:
             ledger_post_payout(payout=payout)
         else:
             attempt.status = PayoutAttempt.Status.FAILED
-            attempt.save(update_fields=["status", "gateway_reference", "error", "finished_at"])
+            attempt.save(update_fields=fields)
             payout.failure_reason = error
+            retry = payout.attempt_count <= settings.MARKETPLACE_PAYOUT_AUTO_RETRIES
+            payout.next_retry_at = timezone.now() + _backoff(payout.attempt_count) if retry else None
             _apply(
                 payout,
                 actor=None,
                 transition="mark_failed",
                 reason=error,
-                fields=["failure_reason"],
-                data={"attempt": attempt.number},
+                fields=["failure_reason", "next_retry_at"],
+                data={
+                    "attempt": attempt.number,
+                    "next_retry_at": payout.next_retry_at.isoformat() if retry else None,
+                },
             )
     return payout
+
+
+def payout_auto_retry(*, payout: Payout) -> Payout:
+    """The system retries a failed payout once its backoff is over: back to approved, to be
+    submitted as a new attempt with a new key (the failed one moved no money)."""
+    with transaction.atomic():
+        payout = lock(Payout, payout.pk)
+        guard(payout, TRANSITIONS, "auto_retry")
+        if payout.next_retry_at is None or payout.next_retry_at > timezone.now():
+            raise InvalidInput(f"Payout #{payout.pk} is not due for an automatic retry.")
+        payout.next_retry_at = None
+        payout.failure_reason = ""
+        return _apply(
+            payout,
+            actor=None,
+            transition="auto_retry",
+            reason="Retried automatically after a failed attempt",
+            fields=["next_retry_at", "failure_reason"],
+        )
 
 
 def payout_retry(*, payout: Payout, actor) -> Payout:
@@ -399,7 +482,14 @@ def payout_retry(*, payout: Payout, actor) -> Payout:
     with transaction.atomic():
         payout = lock(Payout, payout.pk)
         payout.failure_reason = ""
-        return _apply(payout, actor=actor, transition="retry", fields=["failure_reason"], permission=CHANGE_PERMISSION)
+        payout.next_retry_at = None
+        return _apply(
+            payout,
+            actor=actor,
+            transition="retry",
+            fields=["failure_reason", "next_retry_at"],
+            permission=CHANGE_PERMISSION,
+        )
 
 
 def payout_cancel(*, payout: Payout, actor, reason: str) -> Payout:

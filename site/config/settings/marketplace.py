@@ -16,7 +16,17 @@ MARKETPLACE_REVIEW_WINDOW_DAYS = env.int("MARKETPLACE_REVIEW_WINDOW_DAYS", defau
 MARKETPLACE_DISPUTE_WINDOW_DAYS = env.int("MARKETPLACE_DISPUTE_WINDOW_DAYS", default=14)
 MARKETPLACE_DISPUTE_RESPONSE_HOURS = env.int("MARKETPLACE_DISPUTE_RESPONSE_HOURS", default=72)
 MARKETPLACE_DISPUTE_SLA_HOURS = env.int("MARKETPLACE_DISPUTE_SLA_HOURS", default=48)
+# Reminders go out this long before a deadline (acceptance, review window, dispute response), and
+# to a dispute's assignee this long before its SLA runs out.
+MARKETPLACE_REMINDER_HOURS = env.int("MARKETPLACE_REMINDER_HOURS", default=24)
+MARKETPLACE_DISPUTE_SLA_REMINDER_HOURS = env.int("MARKETPLACE_DISPUTE_SLA_REMINDER_HOURS", default=4)
 MARKETPLACE_PAYOUT_HOLD_DAYS = env.int("MARKETPLACE_PAYOUT_HOLD_DAYS", default=7)
+# Payout runs: partners claimed per batch (one transaction each); automatic retries of a failed
+# payout (backoff doubles from the base); an attempt unfinished this long is handed to a task again.
+MARKETPLACE_PAYOUT_RUN_BATCH_PARTNERS = env.int("MARKETPLACE_PAYOUT_RUN_BATCH_PARTNERS", default=100)
+MARKETPLACE_PAYOUT_AUTO_RETRIES = env.int("MARKETPLACE_PAYOUT_AUTO_RETRIES", default=3)
+MARKETPLACE_PAYOUT_RETRY_BACKOFF_MINUTES = env.int("MARKETPLACE_PAYOUT_RETRY_BACKOFF_MINUTES", default=15)
+MARKETPLACE_PAYOUT_ATTEMPT_STALE_SECONDS = env.int("MARKETPLACE_PAYOUT_ATTEMPT_STALE_SECONDS", default=600)
 # Money thresholds
 MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE = Decimal(
     env.str("MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE", default="500.00")

@@ -2,9 +2,11 @@
 the other is refused with TransitionNotAllowed (or, where documented, is a no-op), and money moves
 once (STYLE.md, Tests)."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from marketplace.accounts.services import StaffGroup
 from marketplace.audit.models import Event
@@ -61,6 +63,16 @@ def _timer(service):
     return calls
 
 
+def _timer_due(service):
+    """The automatic retry, fired by two timers once the payout's backoff is over."""
+
+    def calls(payout):
+        Payout.objects.filter(pk=payout.pk).update(next_retry_at=timezone.now() - timedelta(seconds=1))
+        return (lambda: service(payout=payout), lambda: service(payout=payout))
+
+    return calls
+
+
 REFUSED_RACES = {
     "release": (S.ON_HOLD, _two_leads(payouts.payout_release_hold), S.READY),
     "mature": (S.ACCRUING, _timer(payouts.payout_mature), S.READY),
@@ -69,6 +81,7 @@ REFUSED_RACES = {
     "approve": (S.AWAITING_APPROVAL, _two_finance(payouts.payout_approve), S.APPROVED),
     "reject": (S.AWAITING_APPROVAL, _two_finance(payouts.payout_reject, reason="Wrong account"), S.READY),
     "retry": (S.FAILED, _two_finance(payouts.payout_retry), S.READY),
+    "auto_retry": (S.FAILED, _timer_due(payouts.payout_auto_retry), S.APPROVED),
     "cancel": (S.ACCRUING, _two_finance(payouts.payout_cancel, reason="Duplicate"), S.CANCELLED),
     "reverse": (S.PAID, _two_finance(payouts.payout_reverse, reason="Returned by the bank"), S.REVERSED),
 }

@@ -65,6 +65,13 @@ def _hold(payout):
     return payouts.payout_hold(payout=payout, actor=staff(StaffGroup.OPERATIONS_LEAD), reason="Checking the account")
 
 
+def _retry_due(payout):
+    """A failed payout whose automatic-retry backoff is over (other states are left as they are)."""
+    if payout.status == S.FAILED:
+        Payout.objects.filter(pk=payout.pk).update(next_retry_at=timezone.now() - timedelta(seconds=1))
+    return payout
+
+
 def _approve(payout):
     return payouts.payout_approve(payout=payout, actor=staff(StaffGroup.FINANCE))
 
@@ -90,6 +97,7 @@ DOORS = {
     "reject": _reject,
     "submit": _submit,
     "retry": lambda payout: payouts.payout_retry(payout=payout, actor=staff(StaffGroup.FINANCE)),
+    "auto_retry": lambda payout: payouts.payout_auto_retry(payout=_retry_due(payout)),
     "cancel": lambda payout: payouts.payout_cancel(payout=payout, actor=staff(StaffGroup.FINANCE), reason="Closed"),
     "reverse": lambda payout: payouts.payout_reverse(payout=payout, actor=staff(StaffGroup.FINANCE), reason="Bank"),
 }
