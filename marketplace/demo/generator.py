@@ -75,12 +75,12 @@ class ScalePlan:
     listings: int
 
     @classmethod
-    def for_bookings(cls, n: int) -> "ScalePlan":
+    def for_bookings(cls, n: int, *, partners: int | None = None) -> "ScalePlan":
         return cls(
             bookings=n,
             clients=max(10, n // 10),
             providers=max(5, n // 50),
-            partners=max(3, n // 5000),
+            partners=max(3, partners or n // 5000),
             listings=max(10, n // 20),
         )
 
@@ -139,6 +139,7 @@ def scale_load(
     seed: int = DEFAULT_SEED,
     batch_size: int = DEFAULT_BATCH_SIZE,
     run_label: str | None = None,
+    partners: int | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> ScaleReport:
     """Generate `n` bookings and everything they need in one transaction. Refuses a used run label."""
@@ -152,7 +153,7 @@ def scale_load(
     if User.objects.filter(email__startswith=f"{run_label}.", email__endswith=f"@{EMAIL_DOMAIN}").exists():
         raise ScaleError(f"The run label {run_label!r} was used already; pick another one.")
 
-    plan = ScalePlan.for_bookings(n)
+    plan = ScalePlan.for_bookings(n, partners=partners)
     writer = bulk_writer()
     log(
         f"Generating {plan.bookings:,} bookings, {plan.listings:,} listings, {plan.clients:,} clients, "
