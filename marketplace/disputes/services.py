@@ -11,6 +11,8 @@ from django.db import transaction
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
+from marketplace.accounts.models import User
+from marketplace.accounts.services import StaffGroup
 from marketplace.audit.services import event_record
 from marketplace.bookings.models import Booking
 from marketplace.bookings.selectors import booking_for_user
@@ -250,25 +252,110 @@ def dispute_add_evidence(*, dispute: Dispute, actor, text: str = "", file=None) 
 
 
 def dispute_start_review(*, dispute: Dispute, actor=None) -> Dispute:
-    """Ops take the dispute into review (or the response deadline passed); the SLA clock starts."""
+    """Ops take the dispute into review (or the response deadline passed); the SLA clock starts.
+
+    With no actor it is the response timer: it refuses (InvalidInput, writing nothing) a dispute
+    whose counterparty's deadline has not passed, and tells both parties the review has started.
+    """
     with transaction.atomic():
-        dispute = lock(Dispute, dispute.pk)
+        dispute = lock(Dispute, dispute.pk, related=("booking__client", "booking__provider"))
+        guard(dispute, TRANSITIONS, "start_review")
         if actor is not None:
-            guard(dispute, TRANSITIONS, "start_review")
             _require_handler(dispute, actor)
+        elif not dispute_response_overdue(dispute, timezone.now()):
+            raise InvalidInput(f"Dispute #{dispute.pk} is not past its response deadline yet.")
         dispute.sla_due_at = timezone.now() + timedelta(hours=settings.MARKETPLACE_DISPUTE_SLA_HOURS)
-        return _apply(dispute, actor=actor, transition="start_review", fields=["sla_due_at"])
+        reason = "" if actor is not None else "The response deadline passed."
+        _apply(dispute, actor=actor, transition="start_review", reason=reason, fields=["sla_due_at"])
+        if actor is None:
+            _notify_parties(
+                dispute,
+                dispute.booking,
+                verb="dispute.review_started",
+                title=f"Dispute #{dispute.pk} is under review",
+                body="The time to respond is over; the operations team now reviews the dispute.",
+            )
+    return dispute
+
+
+def dispute_response_overdue(dispute: Dispute, now) -> bool:
+    """Awaiting a response whose deadline has passed: the response timer moves it to review."""
+    return (
+        dispute.status == S.AWAITING_RESPONSE and dispute.response_due_at is not None and dispute.response_due_at <= now
+    )
+
+
+def dispute_sla_breached(dispute: Dispute, now) -> bool:
+    """An escalatable dispute whose ops SLA (`sla_due_at`) has passed.
+
+    While the dispute awaits the counterparty, the ball is in their court: the SLA only counts
+    again once their deadline has passed (and the response timer then starts a fresh SLA anyway).
+    """
+    if dispute.status not in TRANSITIONS["escalate"][0] or dispute.sla_due_at is None or dispute.sla_due_at > now:
+        return False
+    return not (
+        dispute.status == S.AWAITING_RESPONSE and dispute.response_due_at is not None and dispute.response_due_at > now
+    )
 
 
 def dispute_escalate(*, dispute: Dispute, actor=None, reason: str = "SLA breached") -> Dispute:
-    """Escalate a dispute: the SLA timer (actor None), or a handler in scope."""
+    """Escalate a dispute: the SLA timer (actor None), or a handler in scope.
+
+    The timer refuses (InvalidInput, writing nothing) a dispute whose SLA has not been breached.
+    When it escalates, the dispute leaves its assignee for the lead queue, and the members of the
+    Operations lead group, the previous assignee and the parties are told, all in this transaction.
+    """
     with transaction.atomic():
-        dispute = lock(Dispute, dispute.pk)
+        dispute = lock(Dispute, dispute.pk, related=("booking__client", "booking__provider", "assignee"))
+        guard(dispute, TRANSITIONS, "escalate")
         if actor is not None:
-            guard(dispute, TRANSITIONS, "escalate")
             _require_handler(dispute, actor)
+        elif not dispute_sla_breached(dispute, timezone.now()):
+            raise InvalidInput(f"Dispute #{dispute.pk} is within its SLA until {dispute.sla_due_at:%Y-%m-%d %H:%M}.")
         dispute.escalated_at = timezone.now()
-        return _apply(dispute, actor=actor, transition="escalate", reason=reason, fields=["escalated_at"])
+        previous = dispute.assignee if actor is None else None
+        fields = ["escalated_at"]
+        if previous is not None:
+            dispute.assignee = None
+            fields.append("assignee")
+        data = {"previous_assignee": previous.pk} if previous is not None else None
+        _apply(dispute, actor=actor, transition="escalate", reason=reason, fields=fields, data=data)
+        if actor is None:
+            _escalate_to_leads(dispute, previous=previous, reason=reason)
+    return dispute
+
+
+def _escalate_to_leads(dispute: Dispute, *, previous, reason: str) -> None:
+    """Hand a dispute the timer escalated to the lead queue and tell everyone concerned."""
+    if previous is not None:
+        # The object grant means "handles this dispute": dispute_assign grants it and takes it
+        # from the previous assignee on reassignment. Escalation reassigns to the lead queue, so
+        # the same rule applies; otherwise the dispute would stay in the agent's scope (and in
+        # reach of their resolve permission) after it stopped being theirs. Leads see every
+        # partner through their group, and a lead can hand it back with dispute_assign.
+        remove_perm("disputes.handle_dispute", previous, dispute)
+        event_record(
+            verb="dispute.assigned",
+            target=dispute,
+            reason="Escalated to the lead queue",
+            data={"assignee": None, "previous": previous.pk},
+        )
+        event_record(
+            verb="scope.revoked",
+            target=dispute,
+            data={"grantee": str(previous), "permission": "disputes.handle_dispute"},
+        )
+    booking = dispute.booking
+    recipients = {}
+    for user in (booking.client, booking.provider):
+        recipients.setdefault(user.pk, (user, f"Dispute #{dispute.pk} was escalated to a senior agent"))
+    if previous is not None:
+        recipients.setdefault(previous.pk, (previous, f"Dispute #{dispute.pk} was escalated and left your queue"))
+    leads = User.objects.filter(groups__name=StaffGroup.OPERATIONS_LEAD, is_active=True).distinct().order_by("pk")
+    for lead in leads:
+        recipients.setdefault(lead.pk, (lead, f"Dispute #{dispute.pk} breached its SLA and is in the lead queue"))
+    for user, title in recipients.values():
+        notify(user=user, verb="dispute.escalated", target=dispute, title=title, body=reason)
 
 
 def dispute_resolve(
