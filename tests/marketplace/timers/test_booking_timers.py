@@ -105,6 +105,30 @@ def test_booking_timers_expire_unpaid_and_unaccepted_bookings_past_their_deadlin
     assert _outbox("booking.expire") == sorted(u.email for u in parties)
 
 
+@pytest.mark.django_db
+def test_booking_timers_leave_a_booking_whose_void_fails_for_the_next_run(sandbox_gateway):
+    # given an unaccepted booking past its deadline, and a gateway that refuses the next void
+    booking = _move(booking_at(S.AUTHORIZED), expires_at=_ago(minutes=1))
+    payment = Payment.objects.get(booking=booking)
+    sandbox_gateway.fail_next("void")
+
+    # when the timers run
+    counts = tasks.booking_timers_run()
+
+    # then the row failed and nothing was written: still authorised, the money still held
+    assert counts == {**ZERO_COUNTS, "failed": 1}
+    booking.refresh_from_db()
+    assert booking.status == S.AUTHORIZED
+    assert Payment.objects.get(pk=payment.pk).status == P.AUTHORIZED
+    assert _events(booking, "booking.expire") == []
+    assert _notified("booking.expire") == []
+
+    # and the next run, the gateway answering again, expires it and voids once
+    assert tasks.booking_timers_run() == {**ZERO_COUNTS, "expired": 1}
+    assert Payment.objects.get(pk=payment.pk).status == P.VOIDED
+    assert Event.objects.filter(verb="payment.voided", target_id=str(payment.pk)).count() == 1
+
+
 # --- Auto-completion ----------------------------------------------------------------------------
 
 
