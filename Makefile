@@ -64,6 +64,7 @@ run: venv
 	mkdir -p var; \
 	$(MANAGE) migrate --noinput; \
 	$(MANAGE) staff_groups; \
+	$(MANAGE) schedules; \
 	$(MANAGE) load_demo_data; \
 	qpid=; \
 	trap 'if [ -n "$$qpid" ]; then kill "$$qpid" 2>/dev/null || true; wait "$$qpid" 2>/dev/null || true; fi' EXIT; \
