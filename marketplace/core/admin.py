@@ -34,3 +34,7 @@ class ScopedReadOnlyAdmin(ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# django-q2's tasks, failures and schedules in the unfold theme.
+from marketplace.core import q_admin  # noqa: E402, F401
