@@ -1,7 +1,11 @@
+import json
+
 from django.contrib import admin
+from django.utils.html import format_html
+from unfold.decorators import display
 
 from marketplace.core.admin import ScopedReadOnlyAdmin
-from marketplace.ledger.models import LedgerEntry
+from marketplace.ledger.models import LedgerEntry, ReconciliationCheck
 from marketplace.partners.selectors import scope_is_global
 
 
@@ -18,3 +22,40 @@ class LedgerEntryAdmin(ScopedReadOnlyAdmin):
 
     def has_view_permission(self, request, obj=None):
         return self.has_module_permission(request)
+
+
+@admin.register(ReconciliationCheck)
+class ReconciliationCheckAdmin(ScopedReadOnlyAdmin):
+    """The outcomes of the scheduled reconciliation, newest first; a failed check stands out in red."""
+
+    list_display = ["ran_at", "display_state", "display_mismatches", "display_unbalanced", "duration"]
+    list_filter = ["balanced"]
+    ordering = ("-ran_at", "-id")
+    fields = ["ran_at", "display_state", "duration", "display_totals", "display_mismatch_list", "display_unbalanced"]
+    readonly_fields = fields
+
+    def has_module_permission(self, request):
+        return scope_is_global(request.user) and request.user.has_perm("ledger.view_reconciliationcheck")
+
+    def has_view_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+    @display(description="State", label={"Balanced": "success", "Mismatch": "danger"}, ordering="balanced")
+    def display_state(self, obj):
+        return "Balanced" if obj.balanced else "Mismatch"
+
+    @display(description="Mismatches")
+    def display_mismatches(self, obj):
+        return len(obj.mismatches)
+
+    @display(description="Unbalanced transactions")
+    def display_unbalanced(self, obj):
+        return ", ".join(str(pk) for pk in obj.unbalanced_transaction_ids) or "-"
+
+    @display(description="Totals")
+    def display_totals(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.totals, indent=2))
+
+    @display(description="Mismatch details")
+    def display_mismatch_list(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.mismatches, indent=2)) if obj.mismatches else "-"

@@ -71,3 +71,28 @@ class LedgerEntry(models.Model):
 
     def __str__(self):
         return f"{self.account} {self.amount} {self.currency}"
+
+
+class ReconciliationCheck(models.Model):
+    """One run of the scheduled reconciliation: what `ledger_reconcile()` found, kept as evidence.
+
+    Written only by `ledger_reconcile_check()`; never edited. A failed check is investigated by
+    people: nothing is ever posted to the ledger to make the books agree.
+    """
+
+    ran_at = models.DateTimeField()
+    balanced = models.BooleanField()
+    # Figures as strings of cents-exact decimals, e.g. {"cash": "170.00", ...}.
+    totals = models.JSONField(default=dict)
+    # [{"account": ..., "partner": ..., "expected": ..., "ledger": ...}]
+    mismatches = models.JSONField(default=list)
+    # Ids of ledger transactions whose entries do not sum to zero (the first 100).
+    unbalanced_transaction_ids = models.JSONField(default=list)
+    duration = models.DurationField()
+
+    class Meta:
+        ordering = ["-ran_at", "-id"]
+        indexes = [models.Index(fields=["-ran_at", "-id"], name="ledger_check_ran_at_idx")]
+
+    def __str__(self):
+        return f"{'balanced' if self.balanced else 'MISMATCH'} at {self.ran_at:%Y-%m-%d %H:%M:%S}"

@@ -9,6 +9,7 @@ UNFOLD = {
     "SITE_HEADER": "Marketplace operations",
     "SITE_SYMBOL": "storefront",
     "ENVIRONMENT": "dashboards.admin_callbacks.environment_callback",
+    "DASHBOARD_CALLBACK": "dashboards.admin_callbacks.dashboard_callback",
     "COMMAND": {"search_models": True, "show_history": True},
     "SIDEBAR": {
         "show_search": True,
