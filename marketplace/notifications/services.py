@@ -22,6 +22,9 @@ from django.template.loader import select_template
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
+from marketplace.audit.services import event_record
+from marketplace.core.exceptions import TransitionNotAllowed
+from marketplace.core.transitions import guard, lock
 from marketplace.notifications.models import EmailOutbox, Notification
 
 logger = logging.getLogger(__name__)
@@ -36,6 +39,12 @@ BACKOFF_SETTING = ("MARKETPLACE_EMAIL_RETRY_BACKOFF_SECONDS", 60)
 BACKOFF_CAP = timedelta(hours=6)
 FLUSH_BATCH_SETTING = ("MARKETPLACE_EMAIL_FLUSH_BATCH", 100)
 STUCK_SETTING = ("MARKETPLACE_EMAIL_STUCK_MINUTES", 15)
+# What a person may do with a row the sweep reports: send it again (failed, or stuck in `sending`
+# and checked not to have gone out), or record that a stuck row did go out.
+TRANSITIONS = {
+    "retry": ({S.FAILED, S.SENDING}, S.PENDING),
+    "mark_sent": ({S.SENDING}, S.SENT),
+}
 # Counts in the sweep's report stop here, so a long-neglected outbox never costs a full count.
 REPORT_COUNT_LIMIT = 1000
 
@@ -270,3 +279,48 @@ def outbox_flush(*, batch_size: int | None = None) -> dict[str, int]:
             stuck_before.isoformat(),
         )
     return counts
+
+
+def _require_stuck(outbox: EmailOutbox, transition: str) -> None:
+    """A `sending` row may be handled by a person only once its claim is old: else it is in flight."""
+    stuck_before = timezone.now() - timedelta(minutes=_setting(STUCK_SETTING))
+    if outbox.status == S.SENDING and outbox.claimed_at and outbox.claimed_at >= stuck_before:
+        raise TransitionNotAllowed(
+            outbox, transition, detail="It is being sent right now; wait until the sweep reports it as stuck."
+        )
+
+
+def email_outbox_retry(*, outbox: EmailOutbox, actor, reason: str = "") -> EmailOutbox:
+    """Queue a failed or stuck row again, for one more attempt, after a person checked it.
+
+    A stuck row must first be checked not to have gone out (the mail server's log): this sends it.
+    """
+    with transaction.atomic():
+        outbox = lock(EmailOutbox, outbox.pk)
+        target = guard(outbox, TRANSITIONS, "retry")
+        _require_stuck(outbox, "retry")
+        from_state = outbox.status
+        outbox.status = target
+        outbox.next_attempt_at = None
+        outbox.save(update_fields=["status", "next_attempt_at"])
+        event_record(
+            verb="email.retried", actor=actor, target=outbox, from_state=from_state, to_state=target, reason=reason
+        )
+        transaction.on_commit(lambda: _enqueue_send(outbox.pk))
+    return outbox
+
+
+def email_outbox_mark_sent(*, outbox: EmailOutbox, actor, reason: str = "") -> EmailOutbox:
+    """Record that a row stuck in `sending` did go out (checked by a person), so it is never sent again."""
+    with transaction.atomic():
+        outbox = lock(EmailOutbox, outbox.pk)
+        target = guard(outbox, TRANSITIONS, "mark_sent")
+        _require_stuck(outbox, "mark_sent")
+        from_state = outbox.status
+        outbox.status = target
+        outbox.sent_at = timezone.now()
+        outbox.save(update_fields=["status", "sent_at"])
+        event_record(
+            verb="email.marked_sent", actor=actor, target=outbox, from_state=from_state, to_state=target, reason=reason
+        )
+    return outbox

@@ -5,9 +5,13 @@ from django.core import mail
 from django.db import transaction
 from django.utils import timezone
 
+from marketplace.audit.models import Event
+from marketplace.core.exceptions import TransitionNotAllowed
 from marketplace.notifications.models import EmailOutbox
 from marketplace.notifications.services import (
     email_backoff,
+    email_outbox_mark_sent,
+    email_outbox_retry,
     email_queue,
     email_send,
     notify,
@@ -15,7 +19,7 @@ from marketplace.notifications.services import (
 )
 from marketplace.notifications.tasks import email_send as email_send_task
 from marketplace.notifications.tasks import outbox_flush as outbox_flush_task
-from tests.factories import ClientFactory
+from tests.factories import ClientFactory, StaffFactory
 from tests.processes import run_in_processes
 
 S = EmailOutbox.Status
@@ -329,3 +333,46 @@ def test_outbox_flush_from_two_processes_at_once_sends_each_row_once(file_email)
     assert file_email() == sorted(r.to for r in rows)
     assert set(EmailOutbox.objects.values_list("status", flat=True)) == {S.SENT}
     assert sorted(EmailOutbox.objects.values_list("attempts", flat=True)) == [1] * 8 + [2]
+
+
+# --- a person handles what the sweep reports ----------------------------------------------
+
+
+@pytest.mark.django_db
+def test_email_outbox_retry_sends_a_failed_row_once_more(django_capture_on_commit_callbacks):
+    # given a row that used up its attempts, and a person from operations
+    row = _row(status=S.FAILED, attempts=5, last_error="SmtpDown: 421", next_attempt_at=None)
+    staff = StaffFactory()
+
+    # when they send it again
+    with django_capture_on_commit_callbacks(execute=True):
+        email_outbox_retry(outbox=row, actor=staff, reason="The mail server is back.")
+
+    # then it went out once, and the audit trail says who did it
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == (S.SENT, 6)
+    assert len(mail.outbox) == 1
+    event = Event.objects.get(verb="email.retried")
+    assert (event.actor, event.from_state, event.to_state) == (staff, S.FAILED, S.PENDING)
+
+
+@pytest.mark.django_db
+def test_email_outbox_stuck_row_can_be_marked_sent_or_retried_but_not_while_in_flight(settings):
+    settings.MARKETPLACE_EMAIL_STUCK_MINUTES = 15
+    staff = StaffFactory()
+    in_flight = _row(1, status=S.SENDING, attempts=1, claimed_at=timezone.now())
+    stuck = _row(2, status=S.SENDING, attempts=1, claimed_at=timezone.now() - timedelta(hours=1))
+
+    # a row claimed a moment ago is being sent: nobody may touch it
+    for service in (email_outbox_retry, email_outbox_mark_sent):
+        with pytest.raises(TransitionNotAllowed, match="being sent right now"):
+            service(outbox=in_flight, actor=staff)
+
+    # a stuck row that did go out is recorded as sent, and is then neither resent nor retried
+    email_outbox_mark_sent(outbox=stuck, actor=staff, reason="In the SMTP log.")
+    stuck.refresh_from_db()
+    assert stuck.status == S.SENT and stuck.sent_at is not None
+    with pytest.raises(TransitionNotAllowed):
+        email_outbox_retry(outbox=stuck, actor=staff)
+    assert email_send(outbox_id=stuck.pk) is False
+    assert mail.outbox == []
