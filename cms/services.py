@@ -4,6 +4,7 @@ import hashlib
 import uuid
 
 from django.conf import settings
+from django.db import transaction
 from django.urls import reverse
 
 from marketplace.notifications.services import email_queue
@@ -44,3 +45,41 @@ def form_submission_email_queue(
         )
         created += new
     return created
+
+
+def contact_page_ensure(*, to_address: str, title: str = "Contact us", slug: str = "contact"):
+    """Publish a contact page with a name/email/message form under the default site's root, once.
+
+    Returns (page, created). A second call finds the page by its slug under that root and changes nothing.
+    """
+    from wagtail.models import Site
+
+    from cms.models import ContactFormField, ContactPage
+
+    site = Site.objects.select_related("root_page").get(is_default_site=True)
+    root = site.root_page
+    existing = ContactPage.objects.child_of(root).filter(slug=slug).first()
+    if existing is not None:
+        return existing, False
+    page = ContactPage(
+        title=title,
+        slug=slug,
+        intro="<p>Questions about bookings, payouts or listing on the marketplace? Write to us.</p>",
+        thank_you_text="<p>Thank you. We answer within one working day.</p>",
+        to_address=to_address,
+        subject="Website enquiry",
+        form_fields=[
+            ContactFormField(label="Your name", field_type="singleline", required=True),
+            ContactFormField(label="Your email", field_type="email", required=True),
+            ContactFormField(
+                label="Topic",
+                field_type="dropdown",
+                choices="Booking\nPayout\nListing\nOther",
+                required=True,
+            ),
+            ContactFormField(label="Message", field_type="multiline", required=True),
+        ],
+    )
+    with transaction.atomic():
+        root.add_child(instance=page)
+    return page, True

@@ -1,8 +1,11 @@
 """The contact page: submissions are stored and emailed through the outbox, never in the request."""
 
+from io import StringIO
+
 import pytest
 from django.contrib.auth.models import AnonymousUser
 from django.core import mail
+from django.core.management import call_command
 from wagtail.contrib.forms.models import FormSubmission
 from wagtail.models import Page, Site
 
@@ -135,3 +138,27 @@ def test_contact_form_without_recipients_only_stores_the_submission(client, make
     client.post(page.url, VISITOR)
     assert FormSubmission.objects.filter(page=page).count() == 1
     assert not EmailOutbox.objects.exists()
+
+
+def test_cms_contact_page_command_publishes_the_page_once(site_root, client):
+    # given / when the command runs twice
+    out = StringIO()
+    call_command("cms_contact_page", "--to", "help@marketplace.test", stdout=out)
+    call_command("cms_contact_page", "--to", "help@marketplace.test", stdout=out)
+
+    # then one live page, whose form is served
+    page = ContactPage.objects.child_of(site_root).get(slug="contact")
+    assert ContactPage.objects.count() == 1 and page.live and page.to_address == "help@marketplace.test"
+    assert "Published" in out.getvalue() and "Already there" in out.getvalue()
+    assert 'name="topic"' in client.get(page.url).content.decode()
+
+
+def test_contact_page_can_be_added_and_edited_in_the_wagtail_admin(client, site_root, make_contact_page):
+    from tests.factories import StaffFactory
+
+    client.force_login(StaffFactory(is_superuser=True))
+    add = client.get(f"/cms/pages/add/cms/contactpage/{site_root.pk}/")
+    assert add.status_code == 200 and 'name="to_address"' in add.content.decode()
+    page = make_contact_page()
+    edit = client.get(f"/cms/pages/{page.pk}/edit/")
+    assert edit.status_code == 200 and "Form fields" in edit.content.decode()
