@@ -10,6 +10,7 @@ resends it; the sweep reports it for a person to check.
 
 import hashlib
 import logging
+import time
 import uuid
 from datetime import timedelta
 from urllib.parse import urljoin
@@ -38,6 +39,9 @@ MAX_ATTEMPTS_SETTING = ("MARKETPLACE_EMAIL_MAX_ATTEMPTS", 5)
 BACKOFF_SETTING = ("MARKETPLACE_EMAIL_RETRY_BACKOFF_SECONDS", 60)
 BACKOFF_CAP = timedelta(hours=6)
 FLUSH_BATCH_SETTING = ("MARKETPLACE_EMAIL_FLUSH_BATCH", 100)
+# A sweep claims no new row after this long, well inside django-q2's task timeout: a sweep killed
+# by the timeout mid-send would leave a row stuck in `sending`. The rest waits for the next sweep.
+FLUSH_SECONDS_SETTING = ("MARKETPLACE_EMAIL_FLUSH_SECONDS", 50)
 STUCK_SETTING = ("MARKETPLACE_EMAIL_STUCK_MINUTES", 15)
 # What a person may do with a row the sweep reports: send it again (failed, or stuck in `sending`
 # and checked not to have gone out), or record that a stuck row did go out.
@@ -254,15 +258,20 @@ def email_send(*, outbox_id: int) -> bool:
 def outbox_flush(*, batch_size: int | None = None) -> dict[str, int]:
     """Send due rows (pending, or failed with their backoff passed), oldest first, a bounded batch.
 
-    Safe to run twice at once: each row is claimed before it is sent. The report also counts the
+    Safe to run twice at once: each row is claimed before it is sent. Past the time budget the
+    remaining rows are left (`deferred`) for the next sweep. The report also counts the
     rows that need a person: `stuck_sending` (claimed longer ago than the stuck limit, maybe sent)
     and `gave_up` (failed with no attempts left); both counts stop at REPORT_COUNT_LIMIT.
     """
     now = timezone.now()
     batch_size = batch_size or _setting(FLUSH_BATCH_SETTING)
     due = list(EmailOutbox.objects.filter(_due(now)).order_by("pk").values_list("pk", flat=True)[:batch_size])
-    counts = {"sent": 0, "failed": 0, "skipped": 0}
-    for outbox_id in due:
+    counts = {"sent": 0, "failed": 0, "skipped": 0, "deferred": 0}
+    deadline = time.monotonic() + _setting(FLUSH_SECONDS_SETTING)
+    for index, outbox_id in enumerate(due):
+        if time.monotonic() > deadline:
+            counts["deferred"] = len(due) - index
+            break
         counts[_send(outbox_id)] += 1
     stuck_before = now - timedelta(minutes=_setting(STUCK_SETTING))
     counts["stuck_sending"] = EmailOutbox.objects.filter(status=S.SENDING, claimed_at__lt=stuck_before)[

@@ -376,3 +376,15 @@ def test_email_outbox_stuck_row_can_be_marked_sent_or_retried_but_not_while_in_f
         email_outbox_retry(outbox=stuck, actor=staff)
     assert email_send(outbox_id=stuck.pk) is False
     assert mail.outbox == []
+
+
+@pytest.mark.django_db
+def test_outbox_flush_past_its_time_budget_leaves_the_rest_for_the_next_sweep(settings):
+    # given three due rows and a sweep with no time to spare
+    settings.MARKETPLACE_EMAIL_FLUSH_SECONDS = -1
+    [_row(n) for n in range(3)]
+
+    # when it runs, then it claims nothing and says so; the next sweep with time sends them
+    assert outbox_flush()["deferred"] == 3 and mail.outbox == []
+    settings.MARKETPLACE_EMAIL_FLUSH_SECONDS = 50
+    assert outbox_flush()["sent"] == 3
