@@ -86,9 +86,6 @@ class SandboxGateway:
             return [json.loads(line) for line in fh if line.strip()]
 
     def _decide(self, key: str, operation: str, declined: bool) -> GatewayResult:
-        if self._fail.get(operation, 0) > 0:
-            self._fail[operation] -= 1
-            return GatewayResult(ok=False, error=f"sandbox: injected {operation} failure")
         if declined:
             return GatewayResult(ok=False, error=f"sandbox: {operation} declined")
         digest = hashlib.sha256(key.encode()).hexdigest()[:20]
@@ -104,6 +101,10 @@ class SandboxGateway:
             if self._unavailable.get(operation, 0) > 0:
                 self._unavailable[operation] -= 1
                 raise GatewayUnavailable(f"sandbox: {operation} timed out")
+            if self._fail.get(operation, 0) > 0:
+                # An injected failure is not remembered: a retry with the same key may succeed.
+                self._fail[operation] -= 1
+                return GatewayResult(ok=False, error=f"sandbox: injected {operation} failure")
             book = os.environ.get("MARKETPLACE_SANDBOX_BOOK")
             if book:
                 return self._call_shared(book, key, operation, declined, amount)

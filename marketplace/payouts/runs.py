@@ -45,11 +45,14 @@ S = Payout.Status
 SETTLED = ("completed", "resolved", "closed")
 
 _GATHER_SQL = """
-WITH claimed AS (
-    SELECT b.id AS booking_id, b.partner_id, b.currency, b.completed_at, b.platform_fee,
-           p.id AS payment_id, p.captured_amount, p.refunded_amount
+WITH payable AS (
+    SELECT b.id AS booking_id, b.partner_id, b.currency, b.completed_at,
+           p.captured_amount - p.refunded_amount - (b.platform_fee - COALESCE(r.platform_refunded, 0)) AS amount
     FROM bookings_booking b
     JOIN payments_payment p ON p.booking_id = b.id
+    LEFT JOIN (
+        SELECT payment_id, SUM(platform_share) AS platform_refunded FROM payments_refund GROUP BY payment_id
+    ) r ON r.payment_id = p.id
     WHERE b.partner_id = ANY(%(partners)s)
       AND b.status IN ('completed', 'resolved', 'closed')
       AND b.completed_at <= %(cutoff)s
@@ -58,17 +61,6 @@ WITH claimed AS (
           SELECT 1 FROM payouts_payoutitem i WHERE i.booking_id = b.id AND i.is_active
       )
     FOR UPDATE OF b SKIP LOCKED
-),
-payable AS (
-    SELECT c.booking_id, c.partner_id, c.currency, c.completed_at,
-           c.captured_amount - c.refunded_amount - (c.platform_fee - COALESCE(r.platform_refunded, 0)) AS amount
-    FROM claimed c
-    LEFT JOIN (
-        SELECT payment_id, SUM(platform_share) AS platform_refunded
-        FROM payments_refund
-        WHERE payment_id IN (SELECT payment_id FROM claimed)
-        GROUP BY payment_id
-    ) r ON r.payment_id = c.payment_id
 ),
 totals AS (
     SELECT partner_id, currency, SUM(amount) AS amount, COUNT(*) AS bookings, MAX(completed_at) AS last_completed

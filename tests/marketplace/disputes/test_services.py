@@ -682,9 +682,17 @@ def test_dispute_staff_step_without_the_permission_is_refused(step):
 
 @pytest.mark.parametrize("step", ["start_review", "escalate"])
 def test_dispute_timer_steps_need_no_actor(step):
-    # given an opened dispute  # when the timer takes the step (no actor)
-    dispute = dispute_in(S.OPENED)
-    STAFF_STEPS[step][2](dispute, None)
+    # given a dispute whose deadline for the step has passed (the response deadline for
+    # start_review, the ops SLA for escalate)
+    past = timezone.now() - timedelta(minutes=1)
+    if step == "start_review":
+        dispute = dispute_in(S.AWAITING_RESPONSE)
+        Dispute.objects.filter(pk=dispute.pk).update(response_due_at=past)
+    else:
+        dispute = dispute_in(S.OPENED)
+        Dispute.objects.filter(pk=dispute.pk).update(sla_due_at=past)
+    # when the timer takes the step (no actor)
+    STAFF_STEPS[step][2](Dispute.objects.get(pk=dispute.pk), None)
     # then
     assert Dispute.objects.get(pk=dispute.pk).status == TRANSITIONS[step][1]
 
