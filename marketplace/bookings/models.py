@@ -106,6 +106,17 @@ class Booking(models.Model):
                 name="booking_settlement_idx",
                 condition=models.Q(status__in=["completed", "resolved", "closed"]),
             ),
+            # The completion and review-window timers: only the rows still waiting for them.
+            models.Index(
+                fields=["ends_at"],
+                name="booking_completion_timer_idx",
+                condition=models.Q(status__in=["accepted", "in_progress"]),
+            ),
+            models.Index(
+                fields=["review_window_ends_at"],
+                name="booking_review_timer_idx",
+                condition=models.Q(status__in=["completed", "resolved"]),
+            ),
         ]
 
     def __str__(self):

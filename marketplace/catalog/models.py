@@ -99,6 +99,11 @@ class Listing(models.Model):
             models.Index(fields=["status", "submitted_at"], name="listing_queue_idx"),
             models.Index(fields=["category", "status"], name="listing_category_status_idx"),
             models.Index(
+                fields=["ends_at"],
+                name="listing_expiry_timer_idx",
+                condition=models.Q(status__in=["published", "paused"]),
+            ),
+            models.Index(
                 fields=["pending_changes_at"],
                 name="listing_rereview_idx",
                 condition=models.Q(pending_changes__isnull=False),

@@ -102,7 +102,7 @@ class Dispute(models.Model):
                 condition=models.Q(status="awaiting_response"),
             ),
             models.Index(
-                fields=["status", "sla_due_at"], name="dispute_sla_due_idx", condition=models.Q(status="under_review")
+                fields=["sla_due_at"], name="dispute_sla_open_idx", condition=models.Q(status__in=OPEN_STATES)
             ),
         ]
 

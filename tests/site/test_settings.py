@@ -15,6 +15,7 @@ PRODUCTION = {
     "DJANGO_SECRET_KEY": secrets.token_urlsafe(60),
     "DJANGO_ALLOWED_HOSTS": "marketplace.example.com",
     "DATABASE_URL": "sqlite:////tmp/x.db",
+    "EMAIL_URL": "smtp+tls://mailer:secret@smtp.example.com:587",
 }
 # Reading a setting imports the settings module, which is where every early check runs; the app
 # registry (django.setup) is not needed for that, and `check --deploy` below loads it anyway.
@@ -101,3 +102,14 @@ def test_manage_check_deploy_passes_with_production_settings():
     # then no issue at all
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_manage_check_deploy_warns_when_emails_would_go_to_the_console():
+    # given production settings without EMAIL_URL (the console backend stays the default)
+    variables = {k: v for k, v in PRODUCTION.items() if k != "EMAIL_URL"}
+    # when the deployment checklist runs
+    result = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], **variables)
+    # then it fails naming the undelivered outbox and the variable to set
+    assert result.returncode != 0
+    assert "marketplace.W001" in result.stderr + result.stdout
+    assert "EMAIL_URL" in result.stderr + result.stdout

@@ -39,3 +39,12 @@ MARKETPLACE_PAYOUT_FINANCE_ABOVE = Decimal(env.str("MARKETPLACE_PAYOUT_FINANCE_A
 # Cancellation policy: full refund up to this many hours before start, then a partial one.
 MARKETPLACE_CANCEL_FULL_REFUND_HOURS = env.int("MARKETPLACE_CANCEL_FULL_REFUND_HOURS", default=48)
 MARKETPLACE_CANCEL_LATE_REFUND_RATE = Decimal(env.str("MARKETPLACE_CANCEL_LATE_REFUND_RATE", default="0.50"))
+# The email outbox: attempts per email, the first retry wait (doubling), rows per flush, how long a
+# flush may keep claiming, and after how long a row left `sending` is reported as stuck.
+MARKETPLACE_EMAIL_MAX_ATTEMPTS = env.int("MARKETPLACE_EMAIL_MAX_ATTEMPTS", default=5)
+MARKETPLACE_EMAIL_RETRY_BACKOFF_SECONDS = env.int("MARKETPLACE_EMAIL_RETRY_BACKOFF_SECONDS", default=60)
+MARKETPLACE_EMAIL_FLUSH_BATCH = env.int("MARKETPLACE_EMAIL_FLUSH_BATCH", default=100)
+MARKETPLACE_EMAIL_FLUSH_SECONDS = env.int("MARKETPLACE_EMAIL_FLUSH_SECONDS", default=50)
+MARKETPLACE_EMAIL_STUCK_MINUTES = env.int("MARKETPLACE_EMAIL_STUCK_MINUTES", default=15)
+# The base of links in emails (defaults to WAGTAILADMIN_BASE_URL).
+MARKETPLACE_SITE_URL = env.str("MARKETPLACE_SITE_URL", default="")

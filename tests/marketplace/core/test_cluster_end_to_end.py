@@ -66,7 +66,9 @@ def test_qcluster_picks_up_scheduled_booking_expiry_and_dispute_escalation(monke
         assert task.success, task.result
         pickup = (task.started - queued_at).total_seconds()
         assert pickup <= POLL + SLACK, f"{func} started {pickup:.2f}s after it was queued (poll {POLL}s)"
-        print(f"{func}: started {pickup:.2f}s after it was queued, ran {(task.stopped - task.started).total_seconds():.2f}s")
+        print(
+            f"{func}: started {pickup:.2f}s after it was queued, ran {(task.stopped - task.started).total_seconds():.2f}s"
+        )
     assert tasks["marketplace.bookings.tasks.booking_timers_run"].result["expired"] == 1
     assert tasks["marketplace.disputes.tasks.dispute_timers_run"].result["escalated"] == 1
     assert Event.objects.filter(verb="booking.expire", target_id=str(booking.pk)).count() == 1
