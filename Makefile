@@ -3,7 +3,7 @@
 #   make run     the demo on http://127.0.0.1:8000 (SQLite in var/ unless DATABASE_URL is set)
 #   make test    ruff check, then the pytest suite on a throwaway PostgreSQL cluster
 #   make lint    ruff check, ruff format --check, hadolint Dockerfile
-#   make smoke   fresh SQLite, migrate, demo data, runserver, GET /admin/login/ must be 200
+#   make smoke   fresh SQLite, migrate, demo data, every scheduled task once, GET /admin/login/ must be 200
 #   make bench   tests/benchmarks/bench_*.py on a throwaway PostgreSQL cluster (BENCH_SCALE=N)
 #
 # Overridable: VENV, PYTHON (a python3.12 to build the venv with), PYTEST_WORKERS, PYTEST_ARGS,
@@ -106,6 +106,7 @@ smoke: venv
 	$(MANAGE) migrate --noinput; \
 	$(MANAGE) staff_groups; \
 	$(MANAGE) load_demo_data; \
+	$(MANAGE) schedules --run-now; \
 	$(MANAGE) runserver --noreload "127.0.0.1:$$port" >"$$tmp/server.log" 2>&1 & srv=$$!; \
 	for path in $(SMOKE_PATHS); do \
 	  code=000; \

@@ -33,6 +33,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from marketplace.audit.services import event_record
@@ -308,18 +309,11 @@ def _resume_attempts(now) -> int:
     stale = now - timedelta(seconds=settings.MARKETPLACE_PAYOUT_ATTEMPT_STALE_SECONDS)
     due = list(
         PayoutAttempt.objects.filter(status=PayoutAttempt.Status.SUBMITTED, payout__status=S.SUBMITTED)
-        .filter(next_try_at__lte=now)
-        .union(
-            PayoutAttempt.objects.filter(
-                status=PayoutAttempt.Status.SUBMITTED,
-                payout__status=S.SUBMITTED,
-                next_try_at__isnull=True,
-                created_at__lte=stale,
-            )
-        )
+        .filter(Q(next_try_at__lte=now) | Q(next_try_at__isnull=True, created_at__lte=stale))
+        .order_by("pk")
         .values_list("pk", flat=True)
     )
-    _enqueue_attempts(sorted(due))
+    _enqueue_attempts(due)
     return len(due)
 
 

@@ -134,3 +134,20 @@ def test_cms_publish_scheduled_runs_against_the_database():
 
     # Wagtail's command runs for real: nothing is due, and it says so without error.
     assert isinstance(publish_scheduled(), str)
+
+
+def test_schedules_run_now_runs_every_scheduled_task_once():
+    # given a booking whose payment deadline has passed
+    from marketplace.bookings.models import Booking
+    from tests.factories.flows import booking_in
+
+    booking = booking_in("pending_payment")
+    Booking.objects.filter(pk=booking.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    out = StringIO()
+    # when the command registers the schedules and runs each task here and now
+    call_command("schedules", "--run-now", stdout=out)
+    # then each task ran once, and the booking timer did its work
+    ran = [line for line in out.getvalue().splitlines() if line.startswith("ran ")]
+    assert [line.split(":")[0] for line in ran] == [f"ran {spec.name}" for spec in SCHEDULES]
+    assert "ran booking timers: {'expired': 1," in out.getvalue()
+    assert Booking.objects.get(pk=booking.pk).status == Booking.Status.EXPIRED
