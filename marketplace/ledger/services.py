@@ -8,6 +8,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from marketplace.audit.services import event_record
+from marketplace.core.locks import single_flight
 from marketplace.core.money import ZERO
 from marketplace.ledger.models import LedgerEntry, LedgerTransaction, ReconciliationCheck
 from marketplace.ledger.selectors import Reconciliation, ledger_reconcile
@@ -133,19 +134,30 @@ def _reconcile_in_one_snapshot() -> Reconciliation:
         return ledger_reconcile()
 
 
-def ledger_reconcile_check() -> ReconciliationCheck:
+def ledger_reconcile_check() -> ReconciliationCheck | None:
     """Run the reconciliation proof and record its outcome as a `ReconciliationCheck` row.
 
-    A failed proof also writes one `ledger.mismatch` audit event naming the check. Nothing is ever
-    posted to the ledger here: a mismatch is evidence for people to investigate, not something to
-    fix automatically. Two runs at once are harmless: the proof only reads, and each run leaves its
-    own timestamped row (and, when the books are off, its own event) describing what it saw.
+    A failed proof writes a `ledger.mismatch` audit event naming the check, once per distinct
+    finding: a later check that sees exactly the same mismatches records its row (the admin keeps
+    showing the alert) but raises no second event. Nothing is ever posted to the ledger here: a
+    mismatch is evidence for people to investigate, not something to fix automatically.
+
+    One check runs at a time (a named lock across processes); a check started while another one
+    runs returns None at once and writes nothing.
     """
+    with single_flight("ledger.reconcile_check") as acquired:
+        if not acquired:
+            return None
+        return _check()
+
+
+def _check() -> ReconciliationCheck:
     ran_at = timezone.now()
     started = time.monotonic()
     result = _reconcile_in_one_snapshot()
     duration = timedelta(seconds=time.monotonic() - started)
     with transaction.atomic():
+        previous = ReconciliationCheck.objects.order_by("-ran_at", "-id").first()
         check = ReconciliationCheck.objects.create(
             ran_at=ran_at,
             balanced=result.balanced,
@@ -154,7 +166,13 @@ def ledger_reconcile_check() -> ReconciliationCheck:
             unbalanced_transaction_ids=list(result.unbalanced_transactions),
             duration=duration,
         )
-        if not result.balanced:
+        already_reported = (
+            previous is not None
+            and not previous.balanced
+            and previous.mismatches == check.mismatches
+            and previous.unbalanced_transaction_ids == check.unbalanced_transaction_ids
+        )
+        if not result.balanced and not already_reported:
             event_record(
                 verb="ledger.mismatch",
                 target=check,

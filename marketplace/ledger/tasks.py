@@ -6,4 +6,6 @@ from marketplace.ledger.services import ledger_reconcile_check as _ledger_reconc
 def ledger_reconcile_check() -> dict:
     """Scheduled: prove the books balance and match payments, refunds and payouts (read-only, safe to run twice)."""
     check = _ledger_reconcile_check()
+    if check is None:
+        return {"skipped": "another reconciliation check is running"}
     return {"check": check.pk, "balanced": check.balanced, "mismatches": len(check.mismatches)}

@@ -1,5 +1,6 @@
 """The scheduled reconciliation check: a row per run, an audit event and an admin alert on mismatch, no fixes."""
 
+import time
 from decimal import Decimal
 
 import pytest
@@ -9,11 +10,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from marketplace.audit.models import Event
+from marketplace.core.locks import single_flight
 from marketplace.ledger import tasks
 from marketplace.ledger.models import LedgerEntry, LedgerTransaction, ReconciliationCheck
 from marketplace.ledger.services import ledger_reconcile_check
-from tests.concurrency import run_twice
 from tests.factories import flows
+from tests.processes import run_in_processes
 
 A = LedgerEntry.Account
 ALERT = "Ledger reconciliation failed"
@@ -147,19 +149,66 @@ def test_reconciliation_check_changelist_query_count_is_fixed(client, superuser)
     assert len(five) == len(one), "\n".join(q["sql"] for q in five.captured_queries)
 
 
+@pytest.mark.django_db
+def test_ledger_reconcile_check_twice_in_a_row_reports_a_mismatch_once():
+    # given corrupted books
+    flows.settled_booking()
+    corrupt_one_entry()
+    before = ledger_state()
+    # when the task runs twice in a row
+    first, second = tasks.ledger_reconcile_check(), tasks.ledger_reconcile_check()
+    # then each run leaves its row (the alert stays up), but the same finding is one audit event
+    assert (first["balanced"], second["balanced"]) == (False, False)
+    assert ReconciliationCheck.objects.count() == 2
+    assert Event.objects.filter(verb="ledger.mismatch").count() == 1
+    assert ledger_state() == before
+
+
+@pytest.mark.django_db
+def test_ledger_reconcile_check_a_new_finding_is_a_new_event():
+    flows.settled_booking()
+    corrupt_one_entry()
+    tasks.ledger_reconcile_check()
+    # a second, different corruption appears
+    entry = LedgerEntry.objects.filter(account=A.CASH).order_by("-pk").first()
+    LedgerEntry.objects.filter(pk=entry.pk).update(amount=F("amount") + Decimal("1.00"))
+    tasks.ledger_reconcile_check()
+    assert Event.objects.filter(verb="ledger.mismatch").count() == 2
+
+
 @pytest.mark.django_db(transaction=True)
-def test_ledger_reconcile_check_twice_at_once_is_harmless():
+def test_ledger_reconcile_check_twice_at_once_from_two_processes_reports_once():
     # given corrupted books, committed
     flows.settled_booking()
     corrupt_one_entry()
     before = ledger_state()
-    # when two checks run at the same moment from two connections (each in its own snapshot)
-    outcomes = run_twice(ledger_reconcile_check)
-    # then both succeed, each leaves its own identical verdict, and the ledger is untouched
-    assert not outcomes.failures
-    checks = list(ReconciliationCheck.objects.all())
-    assert len(checks) == 2
-    assert [c.balanced for c in checks] == [False, False]
-    assert checks[0].mismatches == checks[1].mismatches
-    assert Event.objects.filter(verb="ledger.mismatch").count() == 2
+    # when the task runs at the same moment in two processes
+    outcomes = run_in_processes(tasks.ledger_reconcile_check, tasks.ledger_reconcile_check)
+    # then neither fails; one checked (the other either waited its turn out or saw the same finding),
+    # the mismatch is one audit event, and the ledger is untouched
+    assert outcomes.all_ok()
+    assert any(o.value.get("balanced") is False for o in outcomes)
+    assert 1 <= ReconciliationCheck.objects.count() <= 2
+    assert Event.objects.filter(verb="ledger.mismatch").count() == 1
     assert ledger_state() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ledger_reconcile_check_while_another_runs_is_skipped():
+    # given one process holding the check's lock (a check in progress) ...
+    def hold_the_lock():
+        with single_flight("ledger.reconcile_check") as held:
+            time.sleep(2)
+            return held
+
+    # ... when the task starts in another process meanwhile
+    def check_meanwhile():
+        time.sleep(0.5)
+        return tasks.ledger_reconcile_check()
+
+    outcomes = run_in_processes(hold_the_lock, check_meanwhile)
+    # then it returns at once, writing nothing
+    assert outcomes.all_ok()
+    assert outcomes[0].value is True
+    assert outcomes[1].value == {"skipped": "another reconciliation check is running"}
+    assert ReconciliationCheck.objects.count() == 0
