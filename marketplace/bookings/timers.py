@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from marketplace.bookings.models import Booking
 from marketplace.bookings.services import booking_complete
-from marketplace.catalog.timers import BATCH_SIZE, MAX_BATCHES, sweep
+from marketplace.core.timers import BATCH_SIZE, MAX_BATCHES, sweep
 from marketplace.core.transitions import lock
 from marketplace.notifications.models import Notification
 from marketplace.notifications.services import notify

@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from marketplace.bookings.timers import Reminder, remind, reminder_window
-from marketplace.catalog.timers import sweep
+from marketplace.core.timers import sweep
 from marketplace.core.transitions import lock
 from marketplace.disputes.models import Dispute
 from marketplace.disputes.services import (

@@ -9,6 +9,7 @@ from django.utils import timezone
 from marketplace.audit.models import Event
 from marketplace.catalog import tasks, timers
 from marketplace.catalog.models import Listing
+from marketplace.core import timers as core_timers
 from marketplace.notifications.models import EmailOutbox, Notification
 from tests.factories.states import listing_in
 from tests.processes import run_in_processes
@@ -94,7 +95,7 @@ def test_listing_timers_skip_a_listing_whose_end_moved_after_it_was_selected(mon
 def test_listing_timers_run_in_batches_until_none_are_left(monkeypatch):
     # given five ended listings and batches of two
     listings = [_ended(S.PUBLISHED) for _ in range(5)]
-    monkeypatch.setattr(timers, "BATCH_SIZE", 2)
+    monkeypatch.setattr(core_timers, "BATCH_SIZE", 2)
 
     # when the timer runs
     counts = tasks.listing_timers_run()
@@ -109,8 +110,8 @@ def test_listing_timers_stop_after_the_batch_limit(monkeypatch):
     # given five ended listings, batches of two and at most two batches a run
     for _ in range(5):
         _ended(S.PUBLISHED)
-    monkeypatch.setattr(timers, "BATCH_SIZE", 2)
-    monkeypatch.setattr(timers, "MAX_BATCHES", 2)
+    monkeypatch.setattr(core_timers, "BATCH_SIZE", 2)
+    monkeypatch.setattr(core_timers, "MAX_BATCHES", 2)
 
     # when the timer runs twice
     first = tasks.listing_timers_run()
