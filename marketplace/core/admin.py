@@ -1,7 +1,19 @@
-"""Shared admin base: every marketplace changelist reads through its model's scope selector."""
+"""Shared admin base: every marketplace changelist reads through its model's scope selector, and
+every workflow button calls one service through `WorkflowAdmin.workflow`."""
 
-from django.http import Http404
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django import forms
+from django.contrib import messages
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from unfold.admin import ModelAdmin
+from unfold.widgets import UnfoldAdminTextareaWidget
+
+from marketplace.core.exceptions import ApplicationError, TransitionNotAllowed
 
 
 class ScopedReadOnlyAdmin(ModelAdmin):
@@ -34,6 +46,95 @@ class ScopedReadOnlyAdmin(ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@dataclass
+class Step:
+    """One workflow step as the admin offers it: a title, what it asks for, and the service call.
+
+    `call(obj, actor, data)` runs the service and returns the object; `data` is the confirmation
+    form's cleaned data. `reason` asks for a reason ("required", "optional" or None); `fields` adds
+    more form fields (name -> Django form field). `done_state` is the state the step leads to: a
+    second click that finds the object already there is told so, not shown an error.
+    """
+
+    title: str
+    call: Callable
+    success: str = "{obj} updated."
+    reason: str | None = None
+    reason_label: str = "Reason"
+    fields: dict = field(default_factory=dict)
+    done_state: str | None = None
+    danger: bool = False
+
+
+class WorkflowForm(forms.Form):
+    def __init__(self, *args, step: Step, **kwargs):
+        super().__init__(*args, **kwargs)
+        if step.reason:
+            self.fields["reason"] = forms.CharField(
+                label=step.reason_label,
+                required=step.reason == "required",
+                widget=UnfoldAdminTextareaWidget(attrs={"rows": 3}),
+            )
+        self.fields.update(step.fields)
+
+    def clean_reason(self):
+        reason = (self.cleaned_data.get("reason") or "").strip()
+        if self.fields["reason"].required and not reason:
+            raise forms.ValidationError("Give a reason: it is kept in the audit log and sent to the people concerned.")
+        return reason
+
+
+class WorkflowAdmin(ScopedReadOnlyAdmin):
+    """A scoped admin whose state changes are workflow steps, never form saves.
+
+    A step's button (an unfold detail or row action) opens a confirmation page (GET) that names the
+    object and asks for what the step needs; POSTing it calls the service once. The object is read
+    through the scope selector first, so an object outside the user's scope is a 404. The service
+    checks permission and state itself: a refusal is shown as its message and nothing is written
+    (the service's transaction rolls back). A double click posts twice: the second finds the object
+    already moved and says so.
+    """
+
+    workflow_template = "admin/workflow/confirm.html"
+
+    def workflow(self, request, object_id, step: Step) -> HttpResponse:
+        obj = self.get_object(request, object_id)
+        if obj is None:
+            raise Http404(f"No {self.opts.verbose_name} with id {object_id!r} in your scope.")
+        change_url = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk])
+        form = WorkflowForm(request.POST if request.method == "POST" else None, step=step)
+        if request.method == "POST" and form.is_valid():
+            self.workflow_apply(request, obj, step, form.cleaned_data)
+            return redirect(request.POST.get("next") or change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "object": obj,
+            "step": step,
+            "form": form,
+            "title": f"{step.title}: {obj}",
+            "change_url": change_url,
+            "next": request.GET.get("next", ""),
+        }
+        return TemplateResponse(request, self.workflow_template, context)
+
+    def workflow_apply(self, request, obj, step: Step, data: dict) -> bool:
+        """Call the step's service and report; True when it changed the object."""
+        try:
+            result = step.call(obj, request.user, data)
+        except TransitionNotAllowed as exc:
+            if step.done_state and exc.state == step.done_state:
+                messages.info(request, f"{obj} is already {exc.state.replace('_', ' ')}; nothing to do.")
+            else:
+                messages.error(request, exc.message)
+            return False
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+            return False
+        messages.success(request, step.success.format(obj=result if result is not None else obj))
+        return True
 
 
 # django-q2's tasks, failures and schedules in the unfold theme.
