@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "wagtail",
     "modelcluster",
     "taggit",
+    "treebeard",  # the category tree admin's templates (admin/tree_change_list.html)
     # Third party
     "django_filters",
     "import_export",
@@ -133,6 +134,8 @@ GUARDIAN_RAISE_403 = False
 # guardian's anonymous user is not used: the public reads through the API, not object grants.
 ANONYMOUS_USER_NAME = None
 LOGIN_URL = "admin:login"
+# Unfold's login form posts no `next`: without this, signing in at /admin/login/ lands on a 404.
+LOGIN_REDIRECT_URL = "admin:index"
 
 # --- I18N, static, media --------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
