@@ -71,6 +71,7 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "notifications.change_emailoutbox",
         "partners.operate_all_partners",
         "partners.change_partner",
+        "partners.grant_partner_scope",
         "catalog.change_category",
     ],
     StaffGroup.FINANCE: _VIEW_OPS
@@ -84,6 +85,7 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "ledger.view_reconciliationcheck",
         "payouts.view_payoutrun",
         "partners.operate_all_partners",
+        "partners.grant_partner_scope",
     ],
     StaffGroup.SUPPORT: [
         "catalog.view_listing",

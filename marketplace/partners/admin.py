@@ -1,8 +1,15 @@
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from guardian.admin import AdminGroupObjectPermissionsForm, AdminUserObjectPermissionsForm, GuardedModelAdminMixin
+from guardian.shortcuts import get_group_perms, get_user_perms
 from unfold.admin import ModelAdmin, TabularInline
 
 from marketplace.partners.models import Partner, PartnerMembership, PayoutAccount
 from marketplace.partners.selectors import partner_for_user
+from marketplace.partners.services import SCOPE_PERMISSION, partner_scope_grant, partner_scope_revoke
+
+GRANT_PERMISSION = "partners.grant_partner_scope"
+SCOPE_CODENAME = SCOPE_PERMISSION.split(".")[-1]
 
 
 class MembershipInline(TabularInline):
@@ -16,8 +23,52 @@ class PayoutAccountInline(TabularInline):
     extra = 0
 
 
+class _ScopeFormMixin:
+    """Guardian's object-permission form, narrowed to the one scope permission and saved through
+    the partner scope services, so every grant and revoke is written to the audit log."""
+
+    actor = None
+
+    def are_obj_perms_required(self) -> bool:
+        return False  # clearing the box revokes the scope
+
+    def get_obj_perms_field_choices(self):
+        return [(c, label) for c, label in super().get_obj_perms_field_choices() if c == SCOPE_CODENAME]
+
+    def save_obj_perms(self) -> None:
+        grantee = self.grantee()
+        wanted = SCOPE_CODENAME in set(self.cleaned_data[self.get_obj_perms_field_name()])
+        has = SCOPE_CODENAME in set(self.current_perms(grantee))
+        if wanted and not has:
+            partner_scope_grant(partner=self.obj, grantee=grantee, actor=self.actor)
+        elif has and not wanted:
+            partner_scope_revoke(partner=self.obj, grantee=grantee, actor=self.actor)
+
+
+class ScopeUserForm(_ScopeFormMixin, AdminUserObjectPermissionsForm):
+    def grantee(self):
+        return self.user
+
+    def current_perms(self, grantee):
+        return get_user_perms(grantee, self.obj)
+
+
+class ScopeGroupForm(_ScopeFormMixin, AdminGroupObjectPermissionsForm):
+    def grantee(self):
+        return self.group
+
+    def current_perms(self, grantee):
+        return get_group_perms(grantee, self.obj)
+
+
 @admin.register(Partner)
-class PartnerAdmin(ModelAdmin):
+class PartnerAdmin(GuardedModelAdminMixin, ModelAdmin):
+    """Partners, with "Object permissions" to grant staff users and groups the partner's scope.
+
+    Granting is for holders of `partners.grant_partner_scope` (Operations lead, Finance); each
+    grant and revoke goes through `partner_scope_grant` / `partner_scope_revoke` (audited).
+    """
+
     list_display = ["name", "kind", "status", "risk_flag", "created_at"]
     list_filter = ["kind", "status", "risk_flag"]
     search_fields = ["name", "slug"]
@@ -26,3 +77,32 @@ class PartnerAdmin(ModelAdmin):
 
     def get_queryset(self, request):
         return partner_for_user(request.user)
+
+    # Guardian's views ask has_change_permission; for them, the question is "may grant scope?".
+    def _granting(self, request):
+        if not request.user.has_perm(GRANT_PERMISSION):
+            raise PermissionDenied("You may not grant or revoke partner scope.")
+        request._granting_partner_scope = True
+
+    def has_change_permission(self, request, obj=None):
+        if getattr(request, "_granting_partner_scope", False):
+            return True
+        return super().has_change_permission(request, obj)
+
+    def obj_perms_manage_view(self, request, object_pk):
+        self._granting(request)
+        return super().obj_perms_manage_view(request, object_pk)
+
+    def obj_perms_manage_user_view(self, request, object_pk, user_id):
+        self._granting(request)
+        return super().obj_perms_manage_user_view(request, object_pk, user_id)
+
+    def obj_perms_manage_group_view(self, request, object_pk, group_id):
+        self._granting(request)
+        return super().obj_perms_manage_group_view(request, object_pk, group_id)
+
+    def get_obj_perms_manage_user_form(self, request):
+        return type("ScopeUserForm", (ScopeUserForm,), {"actor": request.user})
+
+    def get_obj_perms_manage_group_form(self, request):
+        return type("ScopeGroupForm", (ScopeGroupForm,), {"actor": request.user})

@@ -32,6 +32,7 @@ class Partner(models.Model):
         permissions = [
             ("operate_partner", "Operate on this partner's listings, bookings, disputes and payouts"),
             ("operate_all_partners", "Operate on every partner (unscoped)"),
+            ("grant_partner_scope", "Grant and revoke staff scope on partners (object permissions)"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(kind__in=["provider", "integrator"]), name="partner_kind_valid"),
