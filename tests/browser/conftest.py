@@ -84,7 +84,9 @@ def admin_login(page):
             page.wait_for_url(re.compile(r".*/admin/$"))
         except Exception:
             page.shot("login-failed")
-            raise AssertionError(f"admin login failed for {user.email} at {page.url}: {page.inner_text('body')[:500]}") from None
+            raise AssertionError(
+                f"admin login failed for {user.email} at {page.url}: {page.inner_text('body')[:500]}"
+            ) from None
         return page
 
     return login
