@@ -46,6 +46,10 @@ UNFOLD = {
         "show_all_applications": True,
         # Organised around the work, not the models. Badges and permissions: dashboards/sidebar.py.
         "navigation": [
+            {
+                "title": "Today",
+                "items": [{"title": "My work", "icon": "inbox", "link": reverse_lazy("my-work")}],
+            },
             _group(
                 "Moderation queue",
                 _item(
