@@ -30,3 +30,22 @@ class Event(models.Model):
 
     def __str__(self):
         return f"{self.verb} {self.target_type_id}:{self.target_id} {self.from_state}->{self.to_state}"
+
+
+class Note(models.Model):
+    """An internal note a staff member adds to an object's timeline. Never shown to the public."""
+
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    target_type = models.ForeignKey(ContentType, on_delete=models.PROTECT, related_name="+")
+    target_id = models.CharField(max_length=64)
+    target = GenericForeignKey("target_type", "target_id")
+    body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["target_type", "target_id", "-created_at"], name="audit_note_target_idx")]
+        constraints = [models.CheckConstraint(condition=~models.Q(body=""), name="audit_note_not_empty")]
+
+    def __str__(self):
+        return f"Note by {self.author_id} on {self.target_type_id}:{self.target_id}"

@@ -26,3 +26,18 @@ def event_record(
         reason=reason or "",
         data=data or {},
     )
+
+
+def note_add(*, target, author, body: str):
+    """Add an internal note to an object's timeline. The caller has checked the author may see it."""
+    from marketplace.audit.models import Note
+    from marketplace.core.exceptions import InvalidInput
+
+    body = (body or "").strip()
+    if not body:
+        raise InvalidInput("A note cannot be empty.")
+    if len(body) > 5000:
+        raise InvalidInput("A note is at most 5,000 characters.")
+    return Note.objects.create(
+        author=author, target_type=ContentType.objects.get_for_model(target), target_id=str(target.pk), body=body
+    )

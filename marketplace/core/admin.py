@@ -130,6 +130,53 @@ class WorkflowAdmin(ScopedReadOnlyAdmin):
     """
 
     workflow_template = "admin/workflow/confirm.html"
+    # Below each change form: the object's timeline (audit events and internal notes) and a note box.
+    change_form_outer_after_template = "admin/workflow/timeline.html"
+
+    def get_urls(self):
+        from django.urls import path
+
+        name = f"{self.opts.app_label}_{self.opts.model_name}_note_add"
+        return [
+            path(
+                "<path:object_id>/notes/add/",
+                self.admin_site.admin_view(self.note_add_view),
+                name=name,
+            ),
+            *super().get_urls(),
+        ]
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        if object_id:
+            obj = self.get_object(request, object_id)
+            if obj is not None:
+                from marketplace.audit.selectors import timeline_for
+
+                extra_context["timeline"] = timeline_for(obj=obj)
+                extra_context["note_add_url"] = reverse(
+                    f"admin:{self.opts.app_label}_{self.opts.model_name}_note_add", args=[obj.pk]
+                )
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def note_add_view(self, request, object_id):
+        """POST a note onto the object's timeline: anyone who may see the object (in scope)."""
+        from django.http import HttpResponseNotAllowed
+
+        from marketplace.audit.services import note_add
+
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        obj = self.get_object(request, object_id)
+        if obj is None or not self.has_view_permission(request, obj):
+            raise Http404(f"No {self.opts.verbose_name} with id {object_id!r} in your scope.")
+        try:
+            note_add(target=obj, author=request.user, body=request.POST.get("body", ""))
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, "Note added to the timeline.")
+        return redirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk]))
 
     def workflow(self, request, object_id, step: Step) -> HttpResponse:
         obj = self.get_object(request, object_id)
