@@ -1,15 +1,160 @@
+from django import forms
 from django.contrib import admin
+from unfold.decorators import action, display
+from unfold.enums import ActionVariant
+from unfold.widgets import UnfoldAdminDecimalFieldWidget, UnfoldAdminRadioSelectWidget
 
+from marketplace.bookings import services
 from marketplace.bookings.models import Booking
 from marketplace.bookings.selectors import booking_for_user
-from marketplace.core.admin import ScopedReadOnlyAdmin
+from marketplace.core.admin import Step, WorkflowAdmin
+from marketplace.core.exceptions import InvalidInput
+from marketplace.payments.services import checkout
+
+S = Booking.Status
+OPERATE = "bookings.operate_booking"
+
+STATE_COLOURS = {
+    S.REQUESTED.label: "info",
+    S.PENDING_PAYMENT.label: "warning",
+    S.AUTHORIZED.label: "warning",
+    S.ACCEPTED.label: "info",
+    S.IN_PROGRESS.label: "info",
+    S.COMPLETED.label: "success",
+    S.CLOSED.label: "success",
+    S.RESOLVED.label: "success",
+    S.DISPUTED.label: "danger",
+    S.DECLINED.label: "danger",
+    S.EXPIRED.label: "danger",
+    S.CANCELLED.label: "danger",
+}
 
 
 @admin.register(Booking)
-class BookingAdmin(ScopedReadOnlyAdmin):
+class BookingAdmin(WorkflowAdmin):
     scope = staticmethod(booking_for_user)
-    list_display = ["id", "status", "listing", "client", "partner", "amount", "platform_fee", "currency", "created_at"]
+    list_display = [
+        "id",
+        "display_status",
+        "listing",
+        "client",
+        "partner",
+        "display_amount",
+        "display_platform_fee",
+        "starts_at",
+        "created_at",
+    ]
     list_filter = ["status"]
     search_fields = ["id"]
     list_select_related = ("listing", "client", "partner")
     ordering = ("-created_at", "-id")
+    actions_detail = ["accept", "decline", "complete", "cancel"]
+
+    @display(description="Status", label=STATE_COLOURS, ordering="status")
+    def display_status(self, obj):
+        return obj.get_status_display()
+
+    @display(description="Amount", ordering="amount")
+    def display_amount(self, obj):
+        return f"{obj.amount} {obj.currency}"
+
+    @display(description="Platform fee", ordering="platform_fee")
+    def display_platform_fee(self, obj):
+        return f"{obj.platform_fee} {obj.currency}"
+
+    # Each step: a button (shown to operators), a confirmation page, one service call. The service
+    # checks the state and the operator's scope and says why a step does not apply now.
+    @action(description="Accept", icon="check_circle", permissions=[OPERATE], url_path="accept")
+    def accept(self, request, object_id):
+        return self.workflow(
+            request,
+            object_id,
+            Step(
+                title="Accept",
+                call=lambda booking, actor, data: checkout.booking_accept(booking=booking, actor=actor),
+                success="{obj} is accepted; the payment is captured.",
+                done_state=S.ACCEPTED,
+            ),
+        )
+
+    @action(description="Decline", icon="do_not_disturb_on", permissions=[OPERATE], url_path="decline")
+    def decline(self, request, object_id):
+        return self.workflow(
+            request,
+            object_id,
+            Step(
+                title="Decline",
+                call=lambda booking, actor, data: checkout.booking_decline(
+                    booking=booking, actor=actor, reason=data["reason"]
+                ),
+                success="{obj} is declined; any authorisation is released.",
+                reason="required",
+                done_state=S.DECLINED,
+            ),
+        )
+
+    @action(description="Complete", icon="task_alt", permissions=[OPERATE], url_path="complete")
+    def complete(self, request, object_id):
+        return self.workflow(
+            request,
+            object_id,
+            Step(
+                title="Complete",
+                call=lambda booking, actor, data: services.booking_complete(
+                    booking=booking, actor=actor, reason=data["reason"]
+                ),
+                success="{obj} is completed.",
+                reason="optional",
+                done_state=S.COMPLETED,
+            ),
+        )
+
+    @action(
+        description="Cancel booking",
+        icon="block",
+        permissions=[OPERATE],
+        url_path="cancel",
+        variant=ActionVariant.DANGER,
+    )
+    def cancel(self, request, object_id):
+        booking = self.get_object(request, object_id)
+        policy = checkout.booking_cancellation_refund(booking=booking) if booking is not None else None
+        currency = booking.currency if booking is not None else ""
+
+        def call(booking, actor, data):
+            amount = data["refund_amount"] if data["refund"] == "amount" else None
+            if data["refund"] == "amount" and amount is None:
+                raise InvalidInput("Enter the refund amount, or choose the policy refund.")
+            return checkout.booking_cancel(booking=booking, actor=actor, reason=data["reason"], refund_amount=amount)
+
+        return self.workflow(
+            request,
+            object_id,
+            Step(
+                title="Cancel booking",
+                call=call,
+                success="{obj} is cancelled.",
+                reason="required",
+                fields={
+                    "refund": forms.ChoiceField(
+                        label="Refund to the client",
+                        choices=[
+                            ("policy", f"The cancellation policy's refund: {policy} {currency}"),
+                            ("amount", "Another amount (at most what is left on the payment)"),
+                        ],
+                        initial="policy",
+                        widget=UnfoldAdminRadioSelectWidget,
+                    ),
+                    "refund_amount": forms.DecimalField(
+                        label=f"Refund amount ({currency})",
+                        required=False,
+                        min_value=0,
+                        max_digits=12,
+                        decimal_places=2,
+                        widget=UnfoldAdminDecimalFieldWidget,
+                    ),
+                },
+                done_state=S.CANCELLED,
+                danger=True,
+            ),
+        )
