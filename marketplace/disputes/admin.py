@@ -1,14 +1,279 @@
-from django.contrib import admin
+from datetime import timedelta
 
-from marketplace.core.admin import ScopedReadOnlyAdmin
+from django import forms
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth.models import Permission
+from django.db.models import Q
+from django.utils import timezone
+from unfold.decorators import action, display
+from unfold.enums import ActionVariant
+from unfold.widgets import (
+    UnfoldAdminDecimalFieldWidget,
+    UnfoldAdminRadioSelectWidget,
+    UnfoldAdminSelectWidget,
+    UnfoldAdminSplitDateTimeWidget,
+    UnfoldAdminTextInputWidget,
+)
+
+from marketplace.accounts.models import User
+from marketplace.core.admin import Step, WorkflowAdmin
+from marketplace.disputes import services
 from marketplace.disputes.models import Dispute
 from marketplace.disputes.selectors import dispute_for_user
 
+S = Dispute.Status
+HANDLE = services.HANDLE_PERMISSION
+RESOLVE = services.RESOLVE_PERMISSION
+ASSIGN = "disputes.assign_dispute"
+APPROVE = "disputes.approve_refund"
+
+STATE_COLOURS = {
+    S.OPENED.label: "info",
+    S.AWAITING_RESPONSE.label: "warning",
+    S.UNDER_REVIEW.label: "info",
+    S.ESCALATED.label: "danger",
+    S.RESOLVED_RELEASE.label: "success",
+    S.RESOLVED_PARTIAL_REFUND.label: "success",
+    S.RESOLVED_FULL_REFUND.label: "success",
+    S.WITHDRAWN.label: "success",
+    "Awaiting approval": "warning",
+}
+OUTCOME_CHOICES = [
+    ("release", "Release the money to the provider"),
+    ("partial_refund", "Refund part of the payment"),
+    ("full_refund", "Refund all that is left on the payment"),
+]
+
+
+def dispute_handlers():
+    """Active staff who may handle disputes (`disputes.change_dispute` directly or through a group)."""
+    app_label, codename = HANDLE.split(".")
+    permission = Permission.objects.filter(content_type__app_label=app_label, codename=codename)
+    has_it = Q(is_superuser=True) | Q(user_permissions__in=permission) | Q(groups__permissions__in=permission)
+    ids = User.objects.filter(has_it, is_active=True, is_staff=True).values("pk")
+    return User.objects.filter(pk__in=ids).order_by("full_name", "email")
+
 
 @admin.register(Dispute)
-class DisputeAdmin(ScopedReadOnlyAdmin):
+class DisputeAdmin(WorkflowAdmin):
     scope = staticmethod(dispute_for_user)
-    list_display = ["id", "status", "booking", "partner", "reason_code", "assignee", "sla_due_at", "created_at"]
-    list_filter = ["status", "reason_code"]
+    list_display = [
+        "id",
+        "display_status",
+        "booking",
+        "partner",
+        "reason_code",
+        "display_amount",
+        "display_refund",
+        "assignee",
+        "sla_due_at",
+        "created_at",
+    ]
+    list_filter = ["status", ("assignee", admin.RelatedOnlyFieldListFilter), "reason_code"]
     list_select_related = ("booking", "partner", "assignee")
     ordering = ("created_at", "id")
+    actions_detail = [
+        "assign",
+        "request_response",
+        "start_review",
+        "escalate",
+        "resolve",
+        "approve_resolution",
+        "withdraw",
+    ]
+
+    @display(description="Status", label=STATE_COLOURS, ordering="status")
+    def display_status(self, obj):
+        if obj.proposed_outcome:
+            return "Awaiting approval"
+        return obj.get_status_display()
+
+    @display(description="Booking amount", ordering="booking__amount")
+    def display_amount(self, obj):
+        return f"{obj.booking.amount} {obj.booking.currency}"
+
+    @display(description="Refund")
+    def display_refund(self, obj):
+        if obj.proposed_outcome:
+            return f"{obj.proposed_refund} {obj.booking.currency} proposed"
+        if obj.refund_amount is not None:
+            return f"{obj.refund_amount} {obj.booking.currency}"
+        return "-"
+
+    # Each step: a button (shown to holders of the permission), a confirmation page, one service
+    # call. The service checks the state and the scope and says why a step does not apply now.
+    @action(description="Assign", icon="person_add", permissions=[ASSIGN], url_path="assign")
+    def assign(self, request, object_id):
+        return self.workflow(
+            request,
+            object_id,
+            Step(
+                title="Assign",
+                call=lambda dispute, actor, data: services.dispute_assign(
+                    dispute=dispute, actor=actor, assignee=data["assignee"]
+                ),
+                success="{obj} is assigned to {obj.assignee}.",
+                fields={
+                    "assignee": forms.ModelChoiceField(
+                        label="Agent",
+                        queryset=dispute_handlers(),
+                        widget=UnfoldAdminSelectWidget,
+                    ),
+                },
+            ),
+        )
+
+    @action(description="Request a response", icon="forum", permissions=[HANDLE], url_path="request-response")
+    def request_response(self, request, object_id):
+        default_due = timezone.now() + timedelta(hours=settings.MARKETPLACE_DISPUTE_RESPONSE_HOURS)
+        return self.workflow(
+            request,
+            object_id,
+            Step(
+                title="Request a response",
+                call=lambda dispute, actor, data: services.dispute_request_response(
+                    dispute=dispute, actor=actor, due_at=data["due_at"]
+                ),
+                success="{obj}: the other party is asked to respond by {obj.response_due_at:%Y-%m-%d %H:%M} UTC.",
+                fields={
+                    "due_at": forms.SplitDateTimeField(
+                        label="Respond by (UTC)",
+                        initial=default_due.replace(second=0, microsecond=0),
+                        widget=UnfoldAdminSplitDateTimeWidget,
+                    ),
+                },
+                done_state=S.AWAITING_RESPONSE,
+            ),
+        )
+
+    @action(description="Start review", icon="rate_review", permissions=[HANDLE], url_path="start-review")
+    def start_review(self, request, object_id):
+        return self.workflow(
+            request,
+            object_id,
+            Step(
+                title="Start review",
+                call=lambda dispute, actor, data: services.dispute_start_review(dispute=dispute, actor=actor),
+                success="{obj} is under review; the SLA clock has started.",
+                done_state=S.UNDER_REVIEW,
+            ),
+        )
+
+    @action(description="Escalate", icon="priority_high", permissions=[HANDLE], url_path="escalate")
+    def escalate(self, request, object_id):
+        return self.workflow(
+            request,
+            object_id,
+            Step(
+                title="Escalate",
+                call=lambda dispute, actor, data: services.dispute_escalate(
+                    dispute=dispute, actor=actor, reason=data["reason"]
+                ),
+                success="{obj} is escalated.",
+                reason="required",
+                done_state=S.ESCALATED,
+            ),
+        )
+
+    @action(description="Resolve", icon="gavel", permissions=[RESOLVE], url_path="resolve")
+    def resolve(self, request, object_id):
+        dispute = self.get_object(request, object_id)
+        payment = getattr(dispute.booking, "payment", None) if dispute is not None else None
+        refundable, currency = (payment.refundable, payment.currency) if payment is not None else ("0.00", "")
+        outcome = request.POST.get("outcome", "")
+
+        def call(dispute, actor, data):
+            result = services.dispute_resolve(
+                dispute=dispute,
+                actor=actor,
+                outcome=data["outcome"],
+                reason_code=data["reason_code"],
+                note=data["reason"],
+                refund_amount=data["refund_amount"] if data["outcome"] == "partial_refund" else None,
+            )
+            # Above the threshold the service only records a proposal: say so, not "resolved".
+            if result.proposed_outcome:
+                step.success = f"{{obj}}: a refund of {result.proposed_refund} {currency} is proposed; "
+                step.success += "a second person must approve it."
+            else:
+                step.success = f"{{obj}} is resolved: {result.get_status_display().lower()}."
+            return result
+
+        step = Step(
+            title="Resolve",
+            call=call,
+            reason="optional",
+            reason_label="Note (sent to both parties)",
+            fields={
+                "outcome": forms.ChoiceField(
+                    label="Outcome", choices=OUTCOME_CHOICES, widget=UnfoldAdminRadioSelectWidget
+                ),
+                "reason_code": forms.CharField(label="Reason code", max_length=32, widget=UnfoldAdminTextInputWidget),
+                "refund_amount": forms.DecimalField(
+                    label=f"Partial refund amount ({currency})",
+                    help_text=f"{refundable} {currency} is left on the payment. A refund above "
+                    f"{settings.MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE} {currency} needs a second person's approval.",
+                    required=False,
+                    max_digits=12,
+                    decimal_places=2,
+                    widget=UnfoldAdminDecimalFieldWidget,
+                ),
+            },
+            # A double click posts the same outcome twice: the second finds the dispute resolved.
+            done_state=services.OUTCOMES[outcome][1] if outcome in services.OUTCOMES else None,
+        )
+        return self.workflow(request, object_id, step)
+
+    @action(
+        description="Approve the proposed resolution",
+        icon="verified",
+        permissions=[APPROVE],
+        url_path="approve-resolution",
+    )
+    def approve_resolution(self, request, object_id):
+        dispute = self.get_object(request, object_id)
+        # Once approved, the proposal is gone and the dispute is resolved: that is what a second
+        # click finds.
+        done = None
+        if dispute is not None and dispute.proposed_outcome:
+            done = services.OUTCOMES[dispute.proposed_outcome][1]
+        elif dispute is not None and dispute.approved_by_id:
+            done = dispute.status
+        title = "Approve the proposed resolution"
+        if dispute is not None and dispute.proposed_outcome:
+            currency = dispute.booking.currency
+            title = f"Approve a refund of {dispute.proposed_refund} {currency} proposed by {dispute.proposed_by}"
+        return self.workflow(
+            request,
+            object_id,
+            Step(
+                title=title,
+                call=lambda dispute, actor, data: services.dispute_approve_resolution(dispute=dispute, actor=actor),
+                success="{obj}: the refund is approved and the dispute resolved.",
+                done_state=done,
+            ),
+        )
+
+    @action(
+        description="Withdraw",
+        icon="undo",
+        permissions=[RESOLVE],
+        url_path="withdraw",
+        variant=ActionVariant.DANGER,
+    )
+    def withdraw(self, request, object_id):
+        return self.workflow(
+            request,
+            object_id,
+            Step(
+                title="Withdraw",
+                call=lambda dispute, actor, data: services.dispute_withdraw(
+                    dispute=dispute, actor=actor, reason=data["reason"]
+                ),
+                success="{obj} is withdrawn; the booking is completed again and its payout hold released.",
+                reason="required",
+                done_state=S.WITHDRAWN,
+                danger=True,
+            ),
+        )
