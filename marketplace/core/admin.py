@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from django import forms
 from django.contrib import messages
+from django.core import checks
 from django.core.paginator import Paginator
 from django.db import connections
 from django.http import Http404, HttpResponse
@@ -14,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.functional import cached_property
 from unfold.admin import ModelAdmin
+from unfold.checks import UnfoldModelAdminChecks
 from unfold.widgets import UnfoldAdminTextareaWidget
 
 from marketplace.core.exceptions import ApplicationError, TransitionNotAllowed
@@ -47,6 +49,50 @@ class EstimatedCountPaginator(Paginator):
         return max(int(plan[0]["Plan"]["Plan Rows"]), self.THRESHOLD + 1)
 
 
+def _declared_permission(dotted: str) -> bool:
+    """Whether a model of the app declares this permission (default or Meta), without the database."""
+    from django.apps import apps
+    from django.contrib.auth.management import _get_all_permissions
+
+    app_label, codename = dotted.split(".", 1)
+    try:
+        models = apps.get_app_config(app_label).get_models()
+    except LookupError:
+        return False
+    return any(codename == name for model in models for name, _ in _get_all_permissions(model._meta))
+
+
+class DeclaredPermissionChecks(UnfoldModelAdminChecks):
+    """Unfold checks a dotted action permission ("app.codename") by querying `auth_permission`,
+    which breaks `manage.py check` (and `check --deploy`) on a database not migrated yet. The same
+    check, against the permissions the models declare."""
+
+    def _check_unfold_action_permission_methods(self, obj):
+        errors = []
+        for action in [
+            *obj._get_base_actions_list(),
+            *obj._get_base_actions_detail(),
+            *obj._get_base_actions_row(),
+            *obj._get_base_actions_submit_line(),
+        ]:
+            for permission in getattr(action.method, "allowed_permissions", ()):
+                known = (
+                    _declared_permission(permission)
+                    if "." in permission
+                    else hasattr(obj, f"has_{permission}_permission")
+                )
+                if not known:
+                    errors.append(
+                        checks.Error(
+                            f"{obj.__class__.__name__}.{action.method.original_function_name}() asks for "
+                            f"permission {permission!r}, which no model or admin method declares.",
+                            obj=obj.__class__,
+                            id="admin.E129",
+                        )
+                    )
+        return errors
+
+
 class ScopedReadOnlyAdmin(ModelAdmin):
     """A read-only admin whose rows come from `scope(user)`, the model's `<model>_for_user` selector.
 
@@ -58,6 +104,7 @@ class ScopedReadOnlyAdmin(ModelAdmin):
     list_select_related = ()
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+    checks_class = DeclaredPermissionChecks
 
     def get_queryset(self, request):
         qs = type(self).scope(request.user) if type(self).scope else super().get_queryset(request)
