@@ -55,6 +55,11 @@ def dispute_handlers():
     return User.objects.filter(pk__in=ids).order_by("full_name", "email")
 
 
+class HandlerChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj):
+        return f"{obj.full_name} ({obj.email})" if obj.full_name else obj.email
+
+
 @admin.register(Dispute)
 class DisputeAdmin(WorkflowAdmin):
     scope = staticmethod(dispute_for_user)
@@ -115,7 +120,7 @@ class DisputeAdmin(WorkflowAdmin):
                 ),
                 success="{obj} is assigned to {obj.assignee}.",
                 fields={
-                    "assignee": forms.ModelChoiceField(
+                    "assignee": HandlerChoiceField(
                         label="Agent",
                         queryset=dispute_handlers(),
                         widget=UnfoldAdminSelectWidget,
