@@ -80,7 +80,7 @@ def _raw(sql, params=()):
 def _measure(fn, repeat=REPEAT):
     """p50 and p95 in ms, the query count (the same on every run, or the test says so) and SQL share."""
     fn()  # warm the plan, the caches and the templates
-    samples, counts, sql = [], set(), []
+    samples, counts, sql, per_query = [], set(), [], {}
     for _ in range(repeat):
         with CaptureQueriesContext(connection) as ctx:
             start = time.perf_counter()
@@ -88,13 +88,18 @@ def _measure(fn, repeat=REPEAT):
             samples.append((time.perf_counter() - start) * 1000)
         counts.add(len(ctx.captured_queries))
         sql.append(sum(float(q["time"]) for q in ctx.captured_queries) * 1000)
+        for i, q in enumerate(ctx.captured_queries):
+            per_query.setdefault((i, q["sql"][:160]), []).append(float(q["time"]) * 1000)
     samples.sort()
     p50 = statistics.median(samples)
+    slowest = sorted(((statistics.median(t), sql) for (_, sql), t in per_query.items()), reverse=True)[:3]
     return {
         "p50_ms": round(p50, 2),
         "p95_ms": round(samples[max(0, int(len(samples) * 0.95) - 1)], 2),
         "queries": sorted(counts)[0] if len(counts) == 1 else sorted(counts),
         "sql_share": round(statistics.median(sql) / p50, 2) if p50 else 0,
+        # Where the SQL time goes: the three slowest statements (median ms, the first 160 characters).
+        "slowest_sql": [[round(ms, 2), sql] for ms, sql in slowest],
     }
 
 
