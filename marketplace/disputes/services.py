@@ -170,7 +170,9 @@ def dispute_assign(*, dispute: Dispute, actor, assignee) -> Dispute:
             raise TransitionNotAllowed(dispute, "assign")
         _require_scope(dispute, actor)
         previous = dispute.assignee
-        if previous is not None and previous.pk != assignee.pk:
+        if previous is not None and previous.pk == assignee.pk:
+            return dispute  # already theirs (a double click): nothing to grant, record or tell
+        if previous is not None:
             remove_perm("disputes.handle_dispute", previous, dispute)
         assign_perm("disputes.handle_dispute", assignee, dispute)
         dispute.assignee = assignee
@@ -379,6 +381,12 @@ def dispute_resolve(
         payment = Payment.objects.get(booking_id=dispute.booking_id)
         refund = _refund_for(outcome, refund_amount, payment)
         if refund > settings.MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE:
+            if (dispute.proposed_outcome, dispute.proposed_refund, dispute.proposed_by_id) == (
+                outcome,
+                refund,
+                actor.pk,
+            ):
+                return dispute  # the same proposal again (a double click): it stands as it is
             dispute.proposed_outcome = outcome
             dispute.proposed_refund = refund
             dispute.proposed_by = actor

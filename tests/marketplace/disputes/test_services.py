@@ -732,3 +732,34 @@ def test_dispute_assign_gives_an_agent_with_no_scope_this_dispute_only():
         resolve(other, "release", actor=agent)
     resolve(dispute, "release", actor=agent)
     assert Dispute.objects.get(pk=dispute.pk).status == S.RESOLVED_RELEASE
+
+
+def test_dispute_assign_to_the_same_person_again_writes_nothing():
+    from marketplace.audit.models import Event
+    from marketplace.disputes.services import dispute_assign
+    from tests.factories.settlement import staff
+
+    dispute = dispute_in(S.OPENED)
+    lead, agent = staff("Operations lead"), staff("Operations agent")
+    dispute_assign(dispute=dispute, actor=lead, assignee=agent)
+    before = Event.objects.count()
+    dispute_assign(dispute=dispute, actor=lead, assignee=agent)
+    assert Event.objects.count() == before
+    assert Dispute.objects.get(pk=dispute.pk).assignee_id == agent.pk
+
+
+def test_dispute_same_refund_proposal_again_writes_nothing(settings):
+    from decimal import Decimal
+
+    from marketplace.audit.models import Event
+    from marketplace.disputes.services import dispute_resolve
+    from tests.factories.settlement import staff
+
+    settings.MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE = Decimal("1.00")
+    dispute = dispute_in(S.UNDER_REVIEW)
+    lead = staff("Operations lead")
+    args = dict(outcome="partial_refund", reason_code="quality", refund_amount=Decimal("10.00"))
+    dispute_resolve(dispute=dispute, actor=lead, **args)
+    before = Event.objects.filter(verb="dispute.resolution_proposed").count()
+    dispute_resolve(dispute=dispute, actor=lead, **args)
+    assert Event.objects.filter(verb="dispute.resolution_proposed").count() == before == 1
