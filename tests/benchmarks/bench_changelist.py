@@ -59,8 +59,21 @@ CASES = ("page 1", "filtered page 1", "deep page")
 # The columns our list shows (list_display, with the related objects' __str__), in its order.
 RAW_COLUMNS = (
     "b.id, b.status, b.listing_id, l.title, b.client_id, u.email, b.partner_id, p.name, "
-    "b.amount, b.platform_fee, b.currency, b.created_at"
+    "b.amount, b.platform_fee, b.currency, b.starts_at, b.created_at"
 )
+# The default admin's columns: our list's, as plain model fields (ours formats status and money).
+DEFAULT_LIST_DISPLAY = [
+    "id",
+    "status",
+    "listing",
+    "client",
+    "partner",
+    "amount",
+    "platform_fee",
+    "currency",
+    "starts_at",
+    "created_at",
+]
 RAW_FROM = (
     "FROM bookings_booking b JOIN catalog_listing l ON l.id = b.listing_id "
     "JOIN accounts_user u ON u.id = b.client_id JOIN partners_partner p ON p.id = b.partner_id"
@@ -115,7 +128,7 @@ def _default_admin_site():
     site = admin.AdminSite(name="bench_default")
 
     class DefaultBookingAdmin(admin.ModelAdmin):
-        list_display = BookingAdmin.list_display
+        list_display = DEFAULT_LIST_DISPLAY
         list_filter = BookingAdmin.list_filter
         ordering = BookingAdmin.ordering
 
