@@ -1,8 +1,15 @@
-from django.contrib import admin
+from urllib.parse import urlencode, urlsplit
+
+from django.contrib import admin, messages
+from django.http import Http404
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 from treebeard.admin import TreeAdmin
 from treebeard.forms import movenodeform_factory
 from unfold.admin import ModelAdmin
-from unfold.decorators import action
+from unfold.decorators import action, display
+from unfold.enums import ActionVariant
 
 from marketplace.catalog import services
 from marketplace.catalog.models import Category, Listing
@@ -17,18 +24,167 @@ class CategoryAdmin(TreeAdmin, ModelAdmin):
     search_fields = ["name", "slug"]
 
 
+S = Listing.Status
+MODERATE = services.MODERATE_PERMISSION
+
+STATE_COLOURS = {
+    S.DRAFT: "info",
+    S.PENDING_REVIEW: "warning",
+    S.CHANGES_REQUESTED: "warning",
+    S.REJECTED: "danger",
+    S.PUBLISHED: "success",
+    S.PAUSED: "info",
+    S.SUSPENDED: "danger",
+    S.EXPIRED: "info",
+    S.ARCHIVED: "info",
+}
+# Fields of a pending edit, as the "Proposed changes" table names them (see services.MATERIAL_FIELDS).
+REVISION_LABELS = {"title": "Title", "description": "Description", "price": "Price", "category_id": "Category"}
+REVISION_STEPS = {"Approve revision", "Reject revision"}
+
+
+class ReviewQueueFilter(admin.SimpleListFilter):
+    """The moderation queue: new listings waiting for review, and material edits of live ones."""
+
+    title = "review queue"
+    parameter_name = "review"
+
+    def lookups(self, request, model_admin):
+        return [("pending", "Waiting for review"), ("revision", "Edited, waiting for re-review")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "pending":
+            return queryset.filter(status=S.PENDING_REVIEW)
+        if self.value() == "revision":
+            return queryset.filter(pending_changes__isnull=False)
+        return queryset
+
+
 @admin.register(Listing)
 class ListingAdmin(WorkflowAdmin):
     scope = staticmethod(listing_for_user)
-    list_display = ["id", "title", "kind", "status", "partner", "category", "price", "currency", "created_at"]
-    list_filter = ["status", "kind"]
+    list_display = [
+        "id",
+        "title",
+        "display_status",
+        "kind",
+        "partner",
+        "category",
+        "display_price",
+        "submitted_at",
+        "created_at",
+    ]
+    list_filter = [ReviewQueueFilter, "status", "kind", ("category", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["title"]
     list_select_related = ("partner", "category")
     ordering = ("-created_at", "-id")
-    actions_detail = ["approve"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "title",
+                    "kind",
+                    "status",
+                    "moderation_reason",
+                    "owner",
+                    "partner",
+                    "category",
+                    "price",
+                    "currency",
+                    "description",
+                ]
+            },
+        ),
+        (
+            "Review",
+            {
+                "fields": [
+                    "display_proposed_changes",
+                    "pending_changes_at",
+                    "submitted_at",
+                    "published_at",
+                    "ends_at",
+                    "created_at",
+                    "updated_at",
+                ]
+            },
+        ),
+    ]
+    readonly_fields = ["display_proposed_changes", "created_at", "updated_at"]
+    actions_row = ["approve_from_list", "reject_from_list"]
+    actions_detail = [
+        "approve",
+        "request_changes",
+        "reject",
+        {"title": "Revision", "icon": "difference", "items": ["approve_revision", "reject_revision"]},
+        "suspend",
+        "reinstate",
+    ]
 
-    # Each step: a button (shown to holders of the permission), a confirmation page, one service call.
-    @action(description="Approve", icon="check_circle", permissions=["catalog.moderate_listing"], url_path="approve")
+    @display(description="Status", label=STATE_COLOURS, ordering="status")
+    def display_status(self, obj):
+        return obj.status, obj.get_status_display()
+
+    @display(description="Price", ordering="price")
+    def display_price(self, obj):
+        return f"{obj.price} {obj.currency}"
+
+    @display(description="Proposed changes")
+    def display_proposed_changes(self, obj):
+        """The pending material edit: each changed field's live value beside the proposed one."""
+        changes = obj.pending_changes or {}
+        if not changes:
+            return "No edit is waiting for review."
+        proposed_category = None
+        if "category_id" in changes:
+            proposed_category = Category.objects.filter(pk=changes["category_id"]).first()
+        rows = []
+        for field, proposed in changes.items():
+            if field == "category_id":
+                live = obj.category
+                proposed = proposed_category or f"#{proposed} (no longer exists)"
+            elif field == "price":
+                live, proposed = f"{obj.price} {obj.currency}", f"{proposed} {obj.currency}"
+            else:
+                live = getattr(obj, field, "")
+            rows.append((REVISION_LABELS.get(field, field), live, proposed))
+        cell = "px-3 py-2 align-top border-t border-base-200 dark:border-base-800"
+        body = format_html_join(
+            "",
+            '<tr><th class="{} text-left font-semibold">{}</th>'
+            '<td class="{}" data-revision="live">{}</td><td class="{}" data-revision="proposed">{}</td></tr>',
+            ((cell, label, cell, live, cell, new) for label, live, new in rows),
+        )
+        return format_html(
+            '<table class="w-full table-fixed" data-proposed-changes>'
+            '<thead><tr><th class="px-3 py-2 text-left">Field</th><th class="px-3 py-2 text-left">Live</th>'
+            '<th class="px-3 py-2 text-left">Proposed</th></tr></thead><tbody>{}</tbody></table>',
+            body,
+        )
+
+    def workflow_apply(self, request, obj, step, data):
+        # A revision step leads to no state, so `done_state` cannot catch a double click: the second
+        # post finds no pending edit and is told so (the service still checks under its lock).
+        if step.title in REVISION_STEPS and not obj.pending_changes:
+            messages.info(request, f"{obj} has no edit waiting for review (already reviewed?); nothing to do.")
+            return False
+        return super().workflow_apply(request, obj, step, data)
+
+    def _from_changelist(self, request, object_id, step: str):
+        """A row button: the step's confirmation page, which returns to the changelist it came from."""
+        if self.get_object(request, object_id) is None:
+            raise Http404(f"No listing with id {object_id!r} in your scope.")
+        back = reverse("admin:catalog_listing_changelist")
+        referer = urlsplit(request.META.get("HTTP_REFERER", ""))
+        if referer.path == back and (not referer.netloc or referer.netloc == request.get_host()):
+            back = f"{back}?{referer.query}" if referer.query else back
+        url = reverse(f"admin:catalog_listing_{step}", args=[object_id])
+        return redirect(f"{url}?{urlencode({'next': back})}")
+
+    # Each step: a button (shown to holders of the permission), a confirmation page, one service
+    # call. The service checks the state and the scope and says why a step does not apply now.
+    @action(description="Approve", icon="check_circle", permissions=[MODERATE], url_path="approve")
     def approve(self, request, object_id):
         return self.workflow(
             request,
@@ -37,6 +193,117 @@ class ListingAdmin(WorkflowAdmin):
                 title="Approve",
                 call=lambda listing, actor, data: services.listing_approve(listing=listing, actor=actor),
                 success="{obj} is approved and published.",
-                done_state=Listing.Status.PUBLISHED,
+                done_state=S.PUBLISHED,
             ),
         )
+
+    @action(description="Request changes", icon="edit_note", permissions=[MODERATE], url_path="request-changes")
+    def request_changes(self, request, object_id):
+        return self.workflow(
+            request,
+            object_id,
+            Step(
+                title="Request changes",
+                call=lambda listing, actor, data: services.listing_request_changes(
+                    listing=listing, actor=actor, reason=data["reason"]
+                ),
+                success="Changes to {obj} are requested from its owner.",
+                reason="required",
+                reason_label="What should the owner change?",
+                done_state=S.CHANGES_REQUESTED,
+            ),
+        )
+
+    @action(description="Reject", icon="do_not_disturb_on", permissions=[MODERATE], url_path="reject")
+    def reject(self, request, object_id):
+        return self.workflow(
+            request,
+            object_id,
+            Step(
+                title="Reject",
+                call=lambda listing, actor, data: services.listing_reject(
+                    listing=listing, actor=actor, reason=data["reason"]
+                ),
+                success="{obj} is rejected.",
+                reason="required",
+                done_state=S.REJECTED,
+            ),
+        )
+
+    @action(
+        description="Suspend",
+        icon="block",
+        permissions=[MODERATE],
+        url_path="suspend",
+        variant=ActionVariant.DANGER,
+    )
+    def suspend(self, request, object_id):
+        return self.workflow(
+            request,
+            object_id,
+            Step(
+                title="Suspend",
+                call=lambda listing, actor, data: services.listing_suspend(
+                    listing=listing, actor=actor, reason=data["reason"]
+                ),
+                success="{obj} is suspended and hidden from the catalogue.",
+                reason="required",
+                done_state=S.SUSPENDED,
+                danger=True,
+            ),
+        )
+
+    @action(description="Reinstate", icon="settings_backup_restore", permissions=[MODERATE], url_path="reinstate")
+    def reinstate(self, request, object_id):
+        return self.workflow(
+            request,
+            object_id,
+            Step(
+                title="Reinstate",
+                call=lambda listing, actor, data: services.listing_reinstate(listing=listing, actor=actor),
+                success="{obj} is reinstated and published again.",
+                done_state=S.PUBLISHED,
+            ),
+        )
+
+    @action(
+        description="Approve revision",
+        icon="published_with_changes",
+        permissions=[MODERATE],
+        url_path="approve-revision",
+    )
+    def approve_revision(self, request, object_id):
+        return self.workflow(
+            request,
+            object_id,
+            Step(
+                title="Approve revision",
+                call=lambda listing, actor, data: services.listing_approve_revision(listing=listing, actor=actor),
+                success="The edit of {obj} is live.",
+            ),
+        )
+
+    @action(description="Reject revision", icon="undo", permissions=[MODERATE], url_path="reject-revision")
+    def reject_revision(self, request, object_id):
+        return self.workflow(
+            request,
+            object_id,
+            Step(
+                title="Reject revision",
+                call=lambda listing, actor, data: services.listing_reject_revision(
+                    listing=listing, actor=actor, reason=data["reason"]
+                ),
+                success="The edit of {obj} is rejected; the live version stays.",
+                reason="required",
+            ),
+        )
+
+    # Row buttons for the common steps; they open the same confirmation page, which then returns
+    # to the changelist (unfold builds a row button's URL from the row's pk alone, so no `?next=`).
+    @action(description="Approve", icon="check_circle", permissions=[MODERATE], url_path="approve-from-list")
+    def approve_from_list(self, request, object_id):
+        return self._from_changelist(request, object_id, "approve")
+
+    @action(description="Reject", icon="do_not_disturb_on", permissions=[MODERATE], url_path="reject-from-list")
+    def reject_from_list(self, request, object_id):
+        return self._from_changelist(request, object_id, "reject")
