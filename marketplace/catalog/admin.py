@@ -3,6 +3,7 @@ from urllib.parse import urlencode, urlsplit
 from django.contrib import admin, messages
 from django.http import Http404
 from django.shortcuts import redirect
+from django.template.defaultfilters import linebreaksbr
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from treebeard.admin import TreeAdmin
@@ -148,7 +149,8 @@ class ListingAdmin(WorkflowAdmin):
                 live, proposed = f"{obj.price} {obj.currency}", f"{proposed} {obj.currency}"
             else:
                 live = getattr(obj, field, "")
-            rows.append((REVISION_LABELS.get(field, field), live, proposed))
+            # Escaped, line breaks kept (a description is several lines); an empty value shows as "-".
+            rows.append((REVISION_LABELS.get(field, field), linebreaksbr(live) or "-", linebreaksbr(proposed) or "-"))
         cell = "px-3 py-2 align-top border-t border-base-200 dark:border-base-800"
         body = format_html_join(
             "",

@@ -311,7 +311,12 @@ def test_proposed_changes_show_the_live_and_the_proposed_value_of_each_field_esc
     catalog.listing_update(
         listing=listing,
         actor=listing.owner,
-        data={"title": "<b>Garden</b> & hedge", "price": "135.50", "category_id": new_category.pk},
+        data={
+            "title": "<b>Garden</b> & hedge",
+            "price": "135.50",
+            "category_id": new_category.pk,
+            "description": "Hedges.\nLawns.",
+        },
     )
     client.force_login(_moderator(listing.partner))
 
@@ -329,6 +334,7 @@ def test_proposed_changes_show_the_live_and_the_proposed_value_of_each_field_esc
         "Title": ("Garden tidy-up", "&lt;b&gt;Garden&lt;/b&gt; &amp; hedge"),
         "Price": ("100.00 EUR", "135.50 EUR"),
         "Category": (listing.category.name, "Landscaping"),
+        "Description": ("-", "Hedges.<br>Lawns."),
     }
     assert "<b>Garden</b>" not in page
 
