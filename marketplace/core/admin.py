@@ -165,6 +165,17 @@ class WorkflowForm(forms.Form):
         return reason
 
 
+def _safe_next(request, url: str | None) -> str | None:
+    """A `next` address only if it stays on this site (no open redirect through a crafted link)."""
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    if url and url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return url
+    return None
+
+
 class WorkflowAdmin(ScopedReadOnlyAdmin):
     """A scoped admin whose state changes are workflow steps, never form saves.
 
@@ -233,7 +244,7 @@ class WorkflowAdmin(ScopedReadOnlyAdmin):
         form = WorkflowForm(request.POST if request.method == "POST" else None, step=step)
         if request.method == "POST" and form.is_valid():
             self.workflow_apply(request, obj, step, form.cleaned_data)
-            return redirect(request.POST.get("next") or change_url)
+            return redirect(_safe_next(request, request.POST.get("next")) or change_url)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -242,7 +253,7 @@ class WorkflowAdmin(ScopedReadOnlyAdmin):
             "form": form,
             "title": f"{step.title}: {obj}",
             "change_url": change_url,
-            "next": request.GET.get("next", ""),
+            "next": _safe_next(request, request.GET.get("next")) or "",
         }
         return TemplateResponse(request, self.workflow_template, context)
 

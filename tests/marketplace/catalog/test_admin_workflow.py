@@ -380,3 +380,14 @@ def test_changelist_shows_badges_and_columns_in_the_same_number_of_queries_for_3
 
     assert len(thirty) == len(three), "\n".join(q["sql"] for q in thirty.captured_queries)
     assert len(three) <= 15, "\n".join(q["sql"] for q in three.captured_queries)
+
+
+def test_a_next_address_off_site_is_ignored(client):
+    listing = listing_in(S.PENDING_REVIEW)
+    client.force_login(_moderator(listing.partner))
+    url = reverse("admin:catalog_listing_approve", args=[listing.pk])
+    page = client.get(url + "?next=https://evil.example/steal")
+    assert "evil.example" not in page.content.decode()
+    response = client.post(url, {"next": "https://evil.example/steal"})
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:catalog_listing_change", args=[listing.pk])
