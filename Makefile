@@ -76,9 +76,12 @@ run: venv
 
 # --- Tests and checks ------------------------------------------------------------------
 # pytest exits non-zero when no test ran (exit 5), so an empty suite fails here.
+# Two pytest runs on one throwaway cluster: the suite in parallel, then the browser tests on
+# their own (a live server and Playwright's threads must not share a process with the tests
+# that fork children: tests/processes.py).
 test: venv
 	$(BIN)/ruff check .
-	$(PGCLUSTER) -- $(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(PGCLUSTER) -- sh -c '$(BIN)/pytest -n $(PYTEST_WORKERS) --ignore=tests/browser $(PYTEST_ARGS) && $(BIN)/pytest tests/browser -p no:xdist -q'
 
 lint: venv
 	$(BIN)/ruff check .

@@ -3,11 +3,13 @@
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core import mail
 from django.core.management import call_command
 from wagtail.contrib.forms.models import FormSubmission
-from wagtail.models import Page, Site
+from wagtail.coreutils import get_supported_content_language_variant
+from wagtail.models import Locale, Page, Site
 
 from cms.models import ContactFormField, ContactPage
 from marketplace.notifications.models import EmailOutbox
@@ -21,6 +23,8 @@ VISITOR = {"your_name": "Ann O'Brien", "your_email": "ann@example.test", "messag
 @pytest.fixture
 def site_root():
     """The default site's root page (Wagtail's initial data), made again if a flush removed it."""
+    # a transactional test's flush may have removed Wagtail's initial locale
+    Locale.objects.get_or_create(language_code=get_supported_content_language_variant(settings.LANGUAGE_CODE))
     site = Site.objects.filter(is_default_site=True).select_related("root_page").first()
     if site is None:
         root = Page.get_first_root_node() or Page.add_root(instance=Page(title="Root", slug="root"))

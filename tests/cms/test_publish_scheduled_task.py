@@ -3,8 +3,10 @@
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
-from wagtail.models import Page, PageLogEntry, Site
+from wagtail.coreutils import get_supported_content_language_variant
+from wagtail.models import Locale, Page, PageLogEntry, Site
 
 from cms import tasks
 from cms.models import ContactPage
@@ -13,6 +15,8 @@ from tests.processes import run_in_processes
 
 def _scheduled_page() -> ContactPage:
     """A live contact page with a newer revision approved to go live a minute ago."""
+    # a transactional test's flush may have removed Wagtail's initial locale
+    Locale.objects.get_or_create(language_code=get_supported_content_language_variant(settings.LANGUAGE_CODE))
     site = Site.objects.filter(is_default_site=True).select_related("root_page").first()
     if site is None:
         root = Page.get_first_root_node() or Page.add_root(instance=Page(title="Root", slug="root"))
