@@ -21,7 +21,9 @@ def test_under_the_threshold_the_count_is_exact_and_bounded(monkeypatch):
     with CaptureQueriesContext(connection) as ctx:
         count = EstimatedCountPaginator(Event.objects.filter(verb="test.row"), 5).count
     assert count == 7
-    assert len(ctx.captured_queries) == 1 and "LIMIT 11" in ctx.captured_queries[0]["sql"]
+    sqls = [q["sql"] for q in ctx.captured_queries]
+    # the same two queries as past the threshold, so the page's query count never depends on size
+    assert len(sqls) == 2 and "LIMIT 11" in sqls[0] and sqls[1].startswith("EXPLAIN")
 
 
 def test_past_the_threshold_the_count_is_the_planners_estimate(monkeypatch):
@@ -46,3 +48,17 @@ def test_the_admin_changelist_uses_it(client, django_user_model, monkeypatch):
     assert response.status_code == 200
     unbounded = [q["sql"] for q in ctx.captured_queries if "COUNT(*)" in q["sql"] and "LIMIT" not in q["sql"]]
     assert unbounded == []
+
+
+def test_a_page_is_read_ids_first_in_the_lists_order(monkeypatch):
+    monkeypatch.setattr(EstimatedCountPaginator, "THRESHOLD", 10)
+    _events(12)
+    queryset = Event.objects.filter(verb="test.row").order_by("-id")
+    expected = list(queryset.values_list("pk", flat=True))[5:10]
+    with CaptureQueriesContext(connection) as ctx:
+        page = EstimatedCountPaginator(queryset, 5).page(2)
+        rows = [e.pk for e in page.object_list]
+    assert rows == expected
+    sqls = [q["sql"] for q in ctx.captured_queries]
+    ids_query = next(sql for sql in sqls if "OFFSET 5" in sql)
+    assert ids_query.startswith('SELECT "audit_event"."id" AS "pk" FROM')  # narrow: the ids only
