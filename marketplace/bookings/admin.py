@@ -7,7 +7,7 @@ from unfold.widgets import UnfoldAdminDecimalFieldWidget, UnfoldAdminRadioSelect
 from marketplace.bookings import services
 from marketplace.bookings.models import Booking
 from marketplace.bookings.selectors import booking_for_user
-from marketplace.core.admin import Step, WorkflowAdmin
+from marketplace.core.admin import Step, WorkflowAdmin, step_action
 from marketplace.core.exceptions import InvalidInput
 from marketplace.payments.services import checkout
 
@@ -64,50 +64,47 @@ class BookingAdmin(WorkflowAdmin):
 
     # Each step: a button (shown to operators), a confirmation page, one service call. The service
     # checks the state and the operator's scope and says why a step does not apply now.
-    @action(description="Accept", icon="check_circle", permissions=[OPERATE], url_path="accept")
-    def accept(self, request, object_id):
-        return self.workflow(
-            request,
-            object_id,
-            Step(
-                title="Accept",
-                call=lambda booking, actor, data: checkout.booking_accept(booking=booking, actor=actor),
-                success="{obj} is accepted; the payment is captured.",
-                done_state=S.ACCEPTED,
-            ),
-        )
+    accept = step_action(
+        "accept",
+        Step(
+            title="Accept",
+            call=lambda booking, actor, data: checkout.booking_accept(booking=booking, actor=actor),
+            success="{obj} is accepted; the payment is captured.",
+            done_state=S.ACCEPTED,
+        ),
+        icon="check_circle",
+        permissions=[OPERATE],
+    )
 
-    @action(description="Decline", icon="do_not_disturb_on", permissions=[OPERATE], url_path="decline")
-    def decline(self, request, object_id):
-        return self.workflow(
-            request,
-            object_id,
-            Step(
-                title="Decline",
-                call=lambda booking, actor, data: checkout.booking_decline(
-                    booking=booking, actor=actor, reason=data["reason"]
-                ),
-                success="{obj} is declined; any authorisation is released.",
-                reason="required",
-                done_state=S.DECLINED,
+    decline = step_action(
+        "decline",
+        Step(
+            title="Decline",
+            call=lambda booking, actor, data: checkout.booking_decline(
+                booking=booking, actor=actor, reason=data["reason"]
             ),
-        )
+            success="{obj} is declined; any authorisation is released.",
+            reason="required",
+            done_state=S.DECLINED,
+        ),
+        icon="do_not_disturb_on",
+        permissions=[OPERATE],
+    )
 
-    @action(description="Complete", icon="task_alt", permissions=[OPERATE], url_path="complete")
-    def complete(self, request, object_id):
-        return self.workflow(
-            request,
-            object_id,
-            Step(
-                title="Complete",
-                call=lambda booking, actor, data: services.booking_complete(
-                    booking=booking, actor=actor, reason=data["reason"]
-                ),
-                success="{obj} is completed.",
-                reason="optional",
-                done_state=S.COMPLETED,
+    complete = step_action(
+        "complete",
+        Step(
+            title="Complete",
+            call=lambda booking, actor, data: services.booking_complete(
+                booking=booking, actor=actor, reason=data["reason"]
             ),
-        )
+            success="{obj} is completed.",
+            reason="optional",
+            done_state=S.COMPLETED,
+        ),
+        icon="task_alt",
+        permissions=[OPERATE],
+    )
 
     @action(
         description="Cancel booking",

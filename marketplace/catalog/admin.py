@@ -15,7 +15,7 @@ from unfold.enums import ActionVariant
 from marketplace.catalog import services
 from marketplace.catalog.models import Category, Listing
 from marketplace.catalog.selectors import listing_for_user
-from marketplace.core.admin import Step, WorkflowAdmin
+from marketplace.core.admin import Step, WorkflowAdmin, step_action
 
 
 @admin.register(Category)
@@ -186,119 +186,102 @@ class ListingAdmin(WorkflowAdmin):
 
     # Each step: a button (shown to holders of the permission), a confirmation page, one service
     # call. The service checks the state and the scope and says why a step does not apply now.
-    @action(description="Approve", icon="check_circle", permissions=[MODERATE], url_path="approve")
-    def approve(self, request, object_id):
-        return self.workflow(
-            request,
-            object_id,
-            Step(
-                title="Approve",
-                call=lambda listing, actor, data: services.listing_approve(listing=listing, actor=actor),
-                success="{obj} is approved and published.",
-                done_state=S.PUBLISHED,
-            ),
-        )
+    approve = step_action(
+        "approve",
+        Step(
+            title="Approve",
+            call=lambda listing, actor, data: services.listing_approve(listing=listing, actor=actor),
+            success="{obj} is approved and published.",
+            done_state=S.PUBLISHED,
+        ),
+        icon="check_circle",
+        permissions=[MODERATE],
+    )
 
-    @action(description="Request changes", icon="edit_note", permissions=[MODERATE], url_path="request-changes")
-    def request_changes(self, request, object_id):
-        return self.workflow(
-            request,
-            object_id,
-            Step(
-                title="Request changes",
-                call=lambda listing, actor, data: services.listing_request_changes(
-                    listing=listing, actor=actor, reason=data["reason"]
-                ),
-                success="Changes to {obj} are requested from its owner.",
-                reason="required",
-                reason_label="What should the owner change?",
-                done_state=S.CHANGES_REQUESTED,
+    request_changes = step_action(
+        "request_changes",
+        Step(
+            title="Request changes",
+            call=lambda listing, actor, data: services.listing_request_changes(
+                listing=listing, actor=actor, reason=data["reason"]
             ),
-        )
+            success="Changes to {obj} are requested from its owner.",
+            reason="required",
+            reason_label="What should the owner change?",
+            done_state=S.CHANGES_REQUESTED,
+        ),
+        icon="edit_note",
+        permissions=[MODERATE],
+    )
 
-    @action(description="Reject", icon="do_not_disturb_on", permissions=[MODERATE], url_path="reject")
-    def reject(self, request, object_id):
-        return self.workflow(
-            request,
-            object_id,
-            Step(
-                title="Reject",
-                call=lambda listing, actor, data: services.listing_reject(
-                    listing=listing, actor=actor, reason=data["reason"]
-                ),
-                success="{obj} is rejected.",
-                reason="required",
-                done_state=S.REJECTED,
+    reject = step_action(
+        "reject",
+        Step(
+            title="Reject",
+            call=lambda listing, actor, data: services.listing_reject(
+                listing=listing, actor=actor, reason=data["reason"]
             ),
-        )
+            success="{obj} is rejected.",
+            reason="required",
+            done_state=S.REJECTED,
+        ),
+        icon="do_not_disturb_on",
+        permissions=[MODERATE],
+    )
 
-    @action(
-        description="Suspend",
+    suspend = step_action(
+        "suspend",
+        Step(
+            title="Suspend",
+            call=lambda listing, actor, data: services.listing_suspend(
+                listing=listing, actor=actor, reason=data["reason"]
+            ),
+            success="{obj} is suspended and hidden from the catalogue.",
+            reason="required",
+            done_state=S.SUSPENDED,
+            danger=True,
+        ),
         icon="block",
         permissions=[MODERATE],
-        url_path="suspend",
         variant=ActionVariant.DANGER,
     )
-    def suspend(self, request, object_id):
-        return self.workflow(
-            request,
-            object_id,
-            Step(
-                title="Suspend",
-                call=lambda listing, actor, data: services.listing_suspend(
-                    listing=listing, actor=actor, reason=data["reason"]
-                ),
-                success="{obj} is suspended and hidden from the catalogue.",
-                reason="required",
-                done_state=S.SUSPENDED,
-                danger=True,
-            ),
-        )
 
-    @action(description="Reinstate", icon="settings_backup_restore", permissions=[MODERATE], url_path="reinstate")
-    def reinstate(self, request, object_id):
-        return self.workflow(
-            request,
-            object_id,
-            Step(
-                title="Reinstate",
-                call=lambda listing, actor, data: services.listing_reinstate(listing=listing, actor=actor),
-                success="{obj} is reinstated and published again.",
-                done_state=S.PUBLISHED,
-            ),
-        )
+    reinstate = step_action(
+        "reinstate",
+        Step(
+            title="Reinstate",
+            call=lambda listing, actor, data: services.listing_reinstate(listing=listing, actor=actor),
+            success="{obj} is reinstated and published again.",
+            done_state=S.PUBLISHED,
+        ),
+        icon="settings_backup_restore",
+        permissions=[MODERATE],
+    )
 
-    @action(
-        description="Approve revision",
+    approve_revision = step_action(
+        "approve_revision",
+        Step(
+            title="Approve revision",
+            call=lambda listing, actor, data: services.listing_approve_revision(listing=listing, actor=actor),
+            success="The edit of {obj} is live.",
+        ),
         icon="published_with_changes",
         permissions=[MODERATE],
-        url_path="approve-revision",
     )
-    def approve_revision(self, request, object_id):
-        return self.workflow(
-            request,
-            object_id,
-            Step(
-                title="Approve revision",
-                call=lambda listing, actor, data: services.listing_approve_revision(listing=listing, actor=actor),
-                success="The edit of {obj} is live.",
-            ),
-        )
 
-    @action(description="Reject revision", icon="undo", permissions=[MODERATE], url_path="reject-revision")
-    def reject_revision(self, request, object_id):
-        return self.workflow(
-            request,
-            object_id,
-            Step(
-                title="Reject revision",
-                call=lambda listing, actor, data: services.listing_reject_revision(
-                    listing=listing, actor=actor, reason=data["reason"]
-                ),
-                success="The edit of {obj} is rejected; the live version stays.",
-                reason="required",
+    reject_revision = step_action(
+        "reject_revision",
+        Step(
+            title="Reject revision",
+            call=lambda listing, actor, data: services.listing_reject_revision(
+                listing=listing, actor=actor, reason=data["reason"]
             ),
-        )
+            success="The edit of {obj} is rejected; the live version stays.",
+            reason="required",
+        ),
+        icon="undo",
+        permissions=[MODERATE],
+    )
 
     # Row buttons for the common steps; they open the same confirmation page, which then returns
     # to the changelist (unfold builds a row button's URL from the row's pk alone, so no `?next=`).

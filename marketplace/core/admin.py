@@ -194,6 +194,27 @@ def _safe_next(request, url: str | None) -> str | None:
     return None
 
 
+def step_action(name: str, step: Step, **action_options):
+    """An unfold detail action that runs a fixed `step` through `WorkflowAdmin.workflow`.
+
+        approve = step_action("approve", Step(title="Approve", call=...), icon="check_circle",
+                              permissions=["catalog.moderate_listing"])
+
+    The button's label defaults to the step's title and its URL to the name. `name` must be the
+    attribute it is assigned to (unfold looks actions up by name). Steps whose
+    form depends on the object are written as methods calling `self.workflow` instead.
+    """
+    from unfold.decorators import action
+
+    def run(self, request, object_id):
+        return self.workflow(request, object_id, step)
+
+    run.__name__ = run.__qualname__ = name
+    action_options.setdefault("url_path", name.replace("_", "-"))
+    action_options.setdefault("description", step.title)
+    return action(**action_options)(run)
+
+
 class WorkflowAdmin(ScopedReadOnlyAdmin):
     """A scoped admin whose state changes are workflow steps, never form saves.
 

@@ -17,7 +17,7 @@ from unfold.widgets import (
 )
 
 from marketplace.accounts.models import User
-from marketplace.core.admin import Step, WorkflowAdmin
+from marketplace.core.admin import Step, WorkflowAdmin, step_action
 from marketplace.disputes import services
 from marketplace.disputes.models import Dispute
 from marketplace.disputes.selectors import dispute_for_user
@@ -108,26 +108,25 @@ class DisputeAdmin(WorkflowAdmin):
 
     # Each step: a button (shown to holders of the permission), a confirmation page, one service
     # call. The service checks the state and the scope and says why a step does not apply now.
-    @action(description="Assign", icon="person_add", permissions=[ASSIGN], url_path="assign")
-    def assign(self, request, object_id):
-        return self.workflow(
-            request,
-            object_id,
-            Step(
-                title="Assign",
-                call=lambda dispute, actor, data: services.dispute_assign(
-                    dispute=dispute, actor=actor, assignee=data["assignee"]
-                ),
-                success="{obj} is assigned to {obj.assignee}.",
-                fields={
-                    "assignee": HandlerChoiceField(
-                        label="Agent",
-                        queryset=dispute_handlers(),
-                        widget=UnfoldAdminSelectWidget,
-                    ),
-                },
+    assign = step_action(
+        "assign",
+        Step(
+            title="Assign",
+            call=lambda dispute, actor, data: services.dispute_assign(
+                dispute=dispute, actor=actor, assignee=data["assignee"]
             ),
-        )
+            success="{obj} is assigned to {obj.assignee}.",
+            fields={
+                "assignee": HandlerChoiceField(
+                    label="Agent",
+                    queryset=dispute_handlers(),
+                    widget=UnfoldAdminSelectWidget,
+                ),
+            },
+        ),
+        icon="person_add",
+        permissions=[ASSIGN],
+    )
 
     @action(description="Request a response", icon="forum", permissions=[HANDLE], url_path="request-response")
     def request_response(self, request, object_id):
@@ -152,34 +151,32 @@ class DisputeAdmin(WorkflowAdmin):
             ),
         )
 
-    @action(description="Start review", icon="rate_review", permissions=[HANDLE], url_path="start-review")
-    def start_review(self, request, object_id):
-        return self.workflow(
-            request,
-            object_id,
-            Step(
-                title="Start review",
-                call=lambda dispute, actor, data: services.dispute_start_review(dispute=dispute, actor=actor),
-                success="{obj} is under review; the SLA clock has started.",
-                done_state=S.UNDER_REVIEW,
-            ),
-        )
+    start_review = step_action(
+        "start_review",
+        Step(
+            title="Start review",
+            call=lambda dispute, actor, data: services.dispute_start_review(dispute=dispute, actor=actor),
+            success="{obj} is under review; the SLA clock has started.",
+            done_state=S.UNDER_REVIEW,
+        ),
+        icon="rate_review",
+        permissions=[HANDLE],
+    )
 
-    @action(description="Escalate", icon="priority_high", permissions=[HANDLE], url_path="escalate")
-    def escalate(self, request, object_id):
-        return self.workflow(
-            request,
-            object_id,
-            Step(
-                title="Escalate",
-                call=lambda dispute, actor, data: services.dispute_escalate(
-                    dispute=dispute, actor=actor, reason=data["reason"]
-                ),
-                success="{obj} is escalated.",
-                reason="required",
-                done_state=S.ESCALATED,
+    escalate = step_action(
+        "escalate",
+        Step(
+            title="Escalate",
+            call=lambda dispute, actor, data: services.dispute_escalate(
+                dispute=dispute, actor=actor, reason=data["reason"]
             ),
-        )
+            success="{obj} is escalated.",
+            reason="required",
+            done_state=S.ESCALATED,
+        ),
+        icon="priority_high",
+        permissions=[HANDLE],
+    )
 
     @action(description="Resolve", icon="gavel", permissions=[RESOLVE], url_path="resolve")
     def resolve(self, request, object_id):
@@ -260,25 +257,19 @@ class DisputeAdmin(WorkflowAdmin):
             ),
         )
 
-    @action(
-        description="Withdraw",
+    withdraw = step_action(
+        "withdraw",
+        Step(
+            title="Withdraw",
+            call=lambda dispute, actor, data: services.dispute_withdraw(
+                dispute=dispute, actor=actor, reason=data["reason"]
+            ),
+            success="{obj} is withdrawn; the booking is completed again and its payout hold released.",
+            reason="required",
+            done_state=S.WITHDRAWN,
+            danger=True,
+        ),
         icon="undo",
         permissions=[RESOLVE],
-        url_path="withdraw",
         variant=ActionVariant.DANGER,
     )
-    def withdraw(self, request, object_id):
-        return self.workflow(
-            request,
-            object_id,
-            Step(
-                title="Withdraw",
-                call=lambda dispute, actor, data: services.dispute_withdraw(
-                    dispute=dispute, actor=actor, reason=data["reason"]
-                ),
-                success="{obj} is withdrawn; the booking is completed again and its payout hold released.",
-                reason="required",
-                done_state=S.WITHDRAWN,
-                danger=True,
-            ),
-        )

@@ -14,7 +14,7 @@ from unfold.contrib.filters.admin import (
 from unfold.decorators import action, display
 from unfold.enums import ActionVariant
 
-from marketplace.core.admin import ScopedReadOnlyAdmin, Step, WorkflowAdmin
+from marketplace.core.admin import ScopedReadOnlyAdmin, Step, WorkflowAdmin, step_action
 from marketplace.core.exceptions import ApplicationError, TransitionNotAllowed
 from marketplace.partners.selectors import scope_is_global
 from marketplace.payouts import services
@@ -158,87 +158,73 @@ class PayoutAdmin(WorkflowAdmin):
             ),
         )
 
-    @action(description="Request approval", icon="send", permissions=["change_payout"], url_path="request-approval")
-    def request_approval(self, request, object_id):
-        return self.workflow(
-            request,
-            object_id,
-            Step(
-                title="Request approval",
-                call=lambda payout, actor, data: services.payout_request_approval(
-                    payout=payout, actor=actor, note=data["reason"]
-                ),
-                success="{obj} is awaiting a second person's approval.",
-                reason="optional",
-                reason_label="Note for the approver",
-                done_state=S.AWAITING_APPROVAL,
+    request_approval = step_action(
+        "request_approval",
+        Step(
+            title="Request approval",
+            call=lambda payout, actor, data: services.payout_request_approval(
+                payout=payout, actor=actor, note=data["reason"]
             ),
-        )
+            success="{obj} is awaiting a second person's approval.",
+            reason="optional",
+            reason_label="Note for the approver",
+            done_state=S.AWAITING_APPROVAL,
+        ),
+        icon="send",
+        permissions=["change_payout"],
+    )
 
-    @action(description="Approve", icon="check_circle", permissions=["approve_payout"], url_path="approve")
-    def approve(self, request, object_id):
-        return self.workflow(
-            request,
-            object_id,
-            Step(
-                title="Approve",
-                call=lambda payout, actor, data: services.payout_approve(payout=payout, actor=actor),
-                success="{obj} is approved.",
-                done_state=S.APPROVED,
-            ),
-        )
+    approve = step_action(
+        "approve",
+        Step(
+            title="Approve",
+            call=lambda payout, actor, data: services.payout_approve(payout=payout, actor=actor),
+            success="{obj} is approved.",
+            done_state=S.APPROVED,
+        ),
+        icon="check_circle",
+        permissions=["approve_payout"],
+    )
 
-    @action(description="Reject", icon="undo", permissions=["approve_payout"], url_path="reject")
-    def reject(self, request, object_id):
-        return self.workflow(
-            request,
-            object_id,
-            Step(
-                title="Reject",
-                call=lambda payout, actor, data: services.payout_reject(
-                    payout=payout, actor=actor, reason=data["reason"]
-                ),
-                success="{obj} is rejected: back to ready, its approval must be requested again.",
-                reason="required",
-                done_state=S.READY,
-            ),
-        )
+    reject = step_action(
+        "reject",
+        Step(
+            title="Reject",
+            call=lambda payout, actor, data: services.payout_reject(payout=payout, actor=actor, reason=data["reason"]),
+            success="{obj} is rejected: back to ready, its approval must be requested again.",
+            reason="required",
+            done_state=S.READY,
+        ),
+        icon="undo",
+        permissions=["approve_payout"],
+    )
 
-    @action(description="Retry", icon="replay", permissions=["change_payout"], url_path="retry")
-    def retry(self, request, object_id):
-        return self.workflow(
-            request,
-            object_id,
-            Step(
-                title="Retry",
-                call=lambda payout, actor, data: services.payout_retry(payout=payout, actor=actor),
-                success="{obj} is ready again; its next submission is a new attempt.",
-                done_state=S.READY,
-            ),
-        )
+    retry = step_action(
+        "retry",
+        Step(
+            title="Retry",
+            call=lambda payout, actor, data: services.payout_retry(payout=payout, actor=actor),
+            success="{obj} is ready again; its next submission is a new attempt.",
+            done_state=S.READY,
+        ),
+        icon="replay",
+        permissions=["change_payout"],
+    )
 
-    @action(
-        description="Cancel payout",
+    cancel = step_action(
+        "cancel",
+        Step(
+            title="Cancel payout",
+            call=lambda payout, actor, data: services.payout_cancel(payout=payout, actor=actor, reason=data["reason"]),
+            success="{obj} is cancelled; its bookings can be paid by a later payout.",
+            reason="required",
+            done_state=S.CANCELLED,
+            danger=True,
+        ),
         icon="block",
         permissions=["change_payout"],
-        url_path="cancel",
         variant=ActionVariant.DANGER,
     )
-    def cancel(self, request, object_id):
-        return self.workflow(
-            request,
-            object_id,
-            Step(
-                title="Cancel payout",
-                call=lambda payout, actor, data: services.payout_cancel(
-                    payout=payout, actor=actor, reason=data["reason"]
-                ),
-                success="{obj} is cancelled; its bookings can be paid by a later payout.",
-                reason="required",
-                done_state=S.CANCELLED,
-                danger=True,
-            ),
-        )
 
     # The changelist action: Django hands it the selected rows of the scoped changelist queryset.
     @action(description="Approve selected payouts", permissions=["approve_payout"])
