@@ -171,16 +171,11 @@ class WorkflowForm(forms.Form):
         if step.reason:
             self.fields["reason"] = forms.CharField(
                 label=step.reason_label,
-                required=step.reason == "required",
+                required=step.reason == "required",  # CharField strips: blanks count as missing
+                help_text="Kept in the audit log and sent to the people concerned.",
                 widget=UnfoldAdminTextareaWidget(attrs={"rows": 3}),
             )
         self.fields.update(step.fields)
-
-    def clean_reason(self):
-        reason = (self.cleaned_data.get("reason") or "").strip()
-        if self.fields["reason"].required and not reason:
-            raise forms.ValidationError("Give a reason: it is kept in the audit log and sent to the people concerned.")
-        return reason
 
 
 def _safe_next(request, url: str | None) -> str | None:

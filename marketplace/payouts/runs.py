@@ -195,7 +195,7 @@ def payout_run_execute(*, actor=None, batch_partners: int | None = None) -> Payo
         batch = batch_partners or settings.MARKETPLACE_PAYOUT_RUN_BATCH_PARTNERS
         if _is_postgres():
             _gather(run, now=now, cutoff=cutoff, batch=batch)
-            run.retried = _set_step(_RETRY_SQL, run, now=now, single=True)
+            run.retried = _set_step(_RETRY_SQL, run, now=now)
             run.submitted = _submit(run, now=now)
         else:
             _gather_portable(run, cutoff=cutoff)
@@ -280,14 +280,14 @@ def _gather(run: PayoutRun, *, now, cutoff, batch: int) -> None:
                 _notify_held(held)
 
 
-def _set_step(sql: str, run: PayoutRun, *, now, single: bool = False, limit: int = 500) -> int:
+def _set_step(sql: str, run: PayoutRun, *, now, limit: int = 500) -> int:
     total = 0
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(sql, _params(run, now, limit=limit))
             count = cursor.fetchone()[0]
         total += count
-        if count < limit or single:
+        if count < limit:
             return total
 
 
