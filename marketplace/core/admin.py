@@ -130,6 +130,15 @@ class ScopedReadOnlyAdmin(ModelAdmin):
             qs = qs.select_related(*self.list_select_related)
         return qs.order_by(*(self.ordering or ("-pk",)))
 
+    def get_object(self, request, object_id, from_field=None):
+        """The object through the scope, read once per request (the change page, its timeline and a
+        workflow step all ask for it)."""
+        cache = request.__dict__.setdefault("_scoped_objects", {})
+        key = (self.model, str(object_id), from_field)
+        if key not in cache:
+            cache[key] = super().get_object(request, object_id, from_field)
+        return cache[key]
+
     def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
         # Django redirects to the changelist for a missing object; an object outside the user's
         # scope is indistinguishable from a missing one, and both answer 404.
