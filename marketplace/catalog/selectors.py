@@ -4,7 +4,13 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.lookups import StartsWith
 
 from marketplace.catalog.models import Category, CategoryGroupObjectPermission, CategoryUserObjectPermission, Listing
-from marketplace.partners.selectors import can_operate, partner_scope_q, permission_id, scope_is_global
+from marketplace.partners.selectors import (
+    can_operate,
+    in_subquery,
+    partner_scope_q,
+    permission_id,
+    scope_is_global,
+)
 
 SCOPE_CODENAME = "operate_category"
 
@@ -13,14 +19,19 @@ def category_scope_q(user, category_field: str = "category") -> Q:
     """Rows whose category (at `category_field`) lies at or below a category granted to the user.
 
     The subtree is resolved on the small category table (a path-prefix EXISTS per category) into
-    one uncorrelated subquery of category ids, which the big table probes as a hash.
+    one uncorrelated subquery of category ids, compared as `category_id = ANY(ARRAY(...))` on
+    PostgreSQL (`in_subquery`) so the big table can read it through its category index.
     """
+    return in_subquery(category_field, granted_category_ids(user))
+
+
+def granted_category_ids(user):
+    """The ids of the categories at or below a category granted to the user (a subquery)."""
     perm = permission_id("catalog", SCOPE_CODENAME)
     below = StartsWith(OuterRef("path"), F("content_object__path"))
     direct = CategoryUserObjectPermission.objects.filter(below, user=user, permission_id=perm)
     via_group = CategoryGroupObjectPermission.objects.filter(below, group__user=user, permission_id=perm)
-    granted = Category.objects.filter(Q(Exists(direct)) | Q(Exists(via_group))).values("pk")
-    return Q(**{f"{category_field}__in": granted})
+    return Category.objects.filter(Q(Exists(direct)) | Q(Exists(via_group))).values("pk")
 
 
 def listing_for_user(user):

@@ -1,17 +1,45 @@
 """Partner reads and the partner half of the staff scope, expressed in SQL, never as id lists.
 
-A grant becomes an uncorrelated subquery over guardian's direct-foreign-key tables
-(`partner_id IN (SELECT content_object_id FROM ...userobjectpermission JOIN ... WHERE user_id = ...)`):
-PostgreSQL runs it once and probes a hash per row, where a correlated EXISTS under the OR of
-several grant kinds would be re-run for every row scanned.
+A grant is an uncorrelated subquery over guardian's direct-foreign-key tables, written on
+PostgreSQL as `partner_id = ANY(ARRAY(SELECT content_object_id FROM ...userobjectpermission ...))`
+(`in_subquery`): the subquery runs once as an InitPlan and its array is a parameter that an index
+scan can use, so a scoped list reads the granted partners' rows through the partner indexes
+instead of walking the whole table and probing a hash per row, which is what `IN (subquery)`
+plans to. A correlated EXISTS under the OR of several grant kinds would be re-run for every row.
 """
 
 from django.contrib.auth.models import Permission
-from django.db.models import Q, Subquery
+from django.db.models import F, Q, Subquery
+from django.db.models.lookups import In
 
 from marketplace.partners.models import Partner, PartnerGroupObjectPermission, PartnerUserObjectPermission
 
 SCOPE_CODENAME = "operate_partner"
+
+
+class InArray(In):
+    """`lhs = ANY(ARRAY(subquery))` on PostgreSQL; `lhs IN (subquery)` on other databases (SQLite).
+
+    Same rows as `IN`: the subquery is uncorrelated and yields no NULLs (grant tables' ids). On
+    PostgreSQL the array is computed once (an InitPlan) and the comparison is an index condition,
+    where `IN (subquery)` becomes a hashed SubPlan that can only filter rows already read.
+    """
+
+    lookup_name = "in_array"
+
+    def as_postgresql(self, compiler, connection):
+        if self.rhs_is_direct_value():
+            raise TypeError("in_subquery() takes a queryset: scope stays in SQL, never an id list")
+        lhs_sql, lhs_params = self.process_lhs(compiler, connection)
+        rhs_sql, rhs_params = self.process_rhs(compiler, connection)
+        if not rhs_sql.startswith("("):
+            rhs_sql = f"({rhs_sql})"
+        return f"{lhs_sql} = ANY(ARRAY{rhs_sql})", (*lhs_params, *rhs_params)
+
+
+def in_subquery(field: str, subquery) -> Q:
+    """Rows whose `field` is one of the values `subquery` (a one-column queryset) selects."""
+    return Q(InArray(F(field), subquery.order_by()))  # a default ordering would only sort the array
 
 
 def scope_is_global(user) -> bool:
@@ -36,12 +64,22 @@ def granted_ids(user, user_model, group_model, *, app_label: str, codename: str)
     return direct, via_group
 
 
+def granted_q(field: str, user, user_model, group_model, *, app_label: str, codename: str) -> Q:
+    """Rows whose `field` is an object granted to `user`, directly or through a group."""
+    direct, via_group = granted_ids(user, user_model, group_model, app_label=app_label, codename=codename)
+    return in_subquery(field, direct) | in_subquery(field, via_group)
+
+
 def partner_scope_q(user, partner_field: str = "partner") -> Q:
     """Rows whose partner (at `partner_field`) the user was granted directly or through a group."""
-    direct, via_group = granted_ids(
-        user, PartnerUserObjectPermission, PartnerGroupObjectPermission, app_label="partners", codename=SCOPE_CODENAME
+    return granted_q(
+        partner_field,
+        user,
+        PartnerUserObjectPermission,
+        PartnerGroupObjectPermission,
+        app_label="partners",
+        codename=SCOPE_CODENAME,
     )
-    return Q(**{f"{partner_field}__in": direct}) | Q(**{f"{partner_field}__in": via_group})
 
 
 def partner_for_user(user):

@@ -1,0 +1,203 @@
+"""The scope's SQL shape: grants compile to `col = ANY(ARRAY(SELECT ...))` on PostgreSQL (an InitPlan
+whose array an index scan can use) and to `col IN (SELECT ...)` elsewhere, with the same rows as the
+`IN (subquery)` form the selectors used before."""
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.db.models import Q
+from django.db.utils import ConnectionHandler
+from guardian.shortcuts import assign_perm
+
+from marketplace.accounts.models import User
+from marketplace.accounts.services import StaffGroup
+from marketplace.bookings.models import Booking
+from marketplace.bookings.selectors import booking_for_user
+from marketplace.catalog.models import Category, CategoryGroupObjectPermission, Listing
+from marketplace.catalog.selectors import granted_category_ids, listing_for_user
+from marketplace.disputes.models import Dispute, DisputeGroupObjectPermission, DisputeUserObjectPermission
+from marketplace.disputes.selectors import dispute_for_user
+from marketplace.disputes.services import dispute_assign, dispute_open
+from marketplace.partners.models import Partner, PartnerGroupObjectPermission, PartnerUserObjectPermission
+from marketplace.partners.selectors import granted_ids, partner_for_user
+from marketplace.partners.services import partner_scope_grant
+from marketplace.payouts.models import Payout
+from marketplace.payouts.selectors import payout_for_user
+from marketplace.payouts.services import payout_create
+from tests.factories import CategoryFactory, ListingFactory, PartnerFactory, flows
+from tests.factories.settlement import staff
+
+pytestmark = pytest.mark.django_db
+
+
+# --- The previous form, kept here as the reference for "same rows" ---------------------------
+
+
+def _old_partner_q(user, field):
+    direct, via_group = granted_ids(
+        user,
+        PartnerUserObjectPermission,
+        PartnerGroupObjectPermission,
+        app_label="partners",
+        codename="operate_partner",
+    )
+    return Q(**{f"{field}__in": direct}) | Q(**{f"{field}__in": via_group})
+
+
+def _old_category_q(user, field):
+    return Q(**{f"{field}__in": granted_category_ids(user)})
+
+
+def _old_dispute_grant_q(user):
+    direct, via_group = granted_ids(
+        user, DisputeUserObjectPermission, DisputeGroupObjectPermission, app_label="disputes", codename="handle_dispute"
+    )
+    return Q(pk__in=direct) | Q(pk__in=via_group)
+
+
+OLD_SCOPES = {
+    "bookings": (
+        booking_for_user,
+        lambda u: Booking.objects.filter(_old_partner_q(u, "partner") | _old_category_q(u, "category")),
+    ),
+    "listings": (
+        listing_for_user,
+        lambda u: Listing.objects.filter(_old_partner_q(u, "partner") | _old_category_q(u, "category")),
+    ),
+    "disputes": (
+        dispute_for_user,
+        lambda u: Dispute.objects.filter(
+            _old_partner_q(u, "partner") | _old_category_q(u, "booking__category") | _old_dispute_grant_q(u)
+        ),
+    ),
+    "payouts": (payout_for_user, lambda u: Payout.objects.filter(_old_partner_q(u, "partner"))),
+    "partners": (partner_for_user, lambda u: Partner.objects.filter(_old_partner_q(u, "pk"))),
+}
+
+
+def _category(name, parent=None):
+    parent = Category.objects.get(pk=parent.pk) if parent else None  # treebeard reads the parent row as it is now
+    return CategoryFactory(name=name, slug=name.lower(), parent=parent)
+
+
+@pytest.fixture
+def corners():
+    """Partners A and B; Home > Cleaning > Windows and a second root Other; a booking in each corner,
+    disputes on two of them and a payout for each partner."""
+    home = _category("Home")
+    cleaning = _category("Cleaning", home)
+    windows = _category("Windows", cleaning)
+    other = _category("Other")
+    a, b = PartnerFactory(name="A"), PartnerFactory(name="B")
+    bookings = {
+        name: flows.settled_booking(
+            listing=ListingFactory(partner=partner, category=cat, status=Listing.Status.PUBLISHED)
+        )
+        for name, (partner, cat) in {
+            "a_cleaning": (a, cleaning),
+            "a_windows": (a, windows),
+            "b_windows": (b, windows),
+            "b_other": (b, other),
+        }.items()
+    }
+    disputes = {
+        name: dispute_open(booking=bookings[name], actor=bookings[name].client, reason_code="quality", description="x")
+        for name in ("a_windows", "b_other")
+    }
+    for partner, name in ((a, "a_cleaning"), (b, "b_windows")):
+        payout_create(partner=partner, bookings=[bookings[name]])
+    return {"a": a, "b": b, "cleaning": cleaning, "other": other, "disputes": disputes}
+
+
+def _grantees(corners):
+    """The users of the matrix: partner grant, group grant, category subtree grant (direct and
+    through a group), a single assigned dispute, all of them at once, and no grant."""
+    lead = staff(StaffGroup.OPERATIONS_LEAD)
+    users = {}
+
+    users["partner grant"] = staff(StaffGroup.OPERATIONS_AGENT, scope=corners["a"])
+
+    team = Group.objects.create(name="Team B")
+    users["group grant"] = staff(StaffGroup.OPERATIONS_AGENT)
+    users["group grant"].groups.add(team)
+    partner_scope_grant(partner=corners["b"], grantee=team)
+
+    users["category subtree grant"] = staff(StaffGroup.OPERATIONS_AGENT)
+    assign_perm("catalog.operate_category", users["category subtree grant"], corners["cleaning"])
+
+    cat_team = Group.objects.create(name="Team Other")
+    users["category grant through a group"] = staff(StaffGroup.OPERATIONS_AGENT)
+    users["category grant through a group"].groups.add(cat_team)
+    assign_perm("catalog.operate_category", cat_team, corners["other"])
+    assert CategoryGroupObjectPermission.objects.filter(group=cat_team).exists()
+
+    users["assigned dispute"] = staff(StaffGroup.OPERATIONS_AGENT)
+    dispute_assign(dispute=corners["disputes"]["b_other"], actor=lead, assignee=users["assigned dispute"])
+
+    users["every kind"] = staff(StaffGroup.OPERATIONS_AGENT, scope=corners["a"])
+    users["every kind"].groups.add(team)
+    assign_perm("catalog.operate_category", users["every kind"], corners["other"])
+    dispute_assign(dispute=corners["disputes"]["a_windows"], actor=lead, assignee=users["every kind"])
+
+    users["no grant"] = staff(StaffGroup.OPERATIONS_AGENT)
+    return {name: User.objects.get(pk=user.pk) for name, user in users.items()}
+
+
+def test_scope_selectors_return_the_same_rows_as_the_in_subquery_form(corners, subtests):
+    # given agents with each kind of grant, and none
+    users = _grantees(corners)
+
+    for who, user in users.items():
+        for kind, (selector, old) in OLD_SCOPES.items():
+            with subtests.test(who=who, kind=kind):
+                # when the selector reads, then it returns exactly the rows the IN (subquery) form returned
+                got = set(selector(user).values_list("pk", flat=True))
+                assert got == set(old(user).values_list("pk", flat=True))
+                # and the matrix is not vacuous: every grant shows something, no grant shows nothing
+                if kind == "bookings":
+                    assert bool(got) == (who not in ("no grant", "assigned dispute")), got
+
+
+def test_booking_for_user_compiles_grants_to_any_array_on_postgresql(corners):
+    # given an agent granted a partner
+    assert connection.vendor == "postgresql"
+    user = User.objects.get(pk=staff(StaffGroup.OPERATIONS_AGENT, scope=corners["a"]).pk)
+
+    # when the scope's SQL is built
+    sql = str(booking_for_user(user).query)
+
+    # then the partner grants (direct and through groups) and the category grant are arrays an index scan
+    # can use, not IN (subquery), which PostgreSQL plans as a hashed filter over every row it reads
+    assert sql.count('"bookings_booking"."partner_id" = ANY(ARRAY(SELECT') == 2, sql
+    assert sql.count('"bookings_booking"."category_id" = ANY(ARRAY(SELECT') == 1, sql
+    assert " IN (SELECT" not in sql, sql
+
+
+def test_dispute_for_user_keeps_bookings_out_of_the_outer_query(corners):
+    # given an agent
+    user = User.objects.get(pk=staff(StaffGroup.OPERATIONS_AGENT, scope=corners["a"]).pk)
+
+    # when the dispute scope's SQL is built
+    sql = str(dispute_for_user(user).query)
+
+    # then partner and assignment grants are arrays, and the category branch reads bookings only
+    # inside its subquery (the outer query joins nothing)
+    assert sql.count('"disputes_dispute"."partner_id" = ANY(ARRAY(SELECT') == 2, sql
+    assert sql.count('"disputes_dispute"."id" = ANY(ARRAY(SELECT') == 2, sql
+    assert '"disputes_dispute"."booking_id" IN (SELECT' in sql, sql
+    outer_from = sql.split(" WHERE ", 1)[0]
+    assert "JOIN" not in outer_from, outer_from
+
+
+def test_scope_grants_compile_to_in_subquery_on_sqlite(corners):
+    # given an agent, and a SQLite connection (the `make run` database), used only to compile
+    user = User.objects.get(pk=staff(StaffGroup.OPERATIONS_AGENT, scope=corners["a"]).pk)
+    sqlite = ConnectionHandler({"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}})["default"]
+
+    for selector in (booking_for_user, dispute_for_user, partner_for_user):
+        # when the scope is compiled for SQLite
+        sql, _ = selector(user).query.get_compiler(connection=sqlite).as_sql()
+
+        # then it falls back to IN (subquery), which SQLite understands
+        assert "ANY(" not in sql, sql
+        assert " IN (SELECT" in sql, sql
