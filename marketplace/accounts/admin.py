@@ -5,6 +5,8 @@ from unfold.admin import ModelAdmin
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
 from marketplace.accounts.models import User
+from marketplace.accounts.resources import UserImportResource
+from marketplace.transfers.admin import ScopedImportMixin
 
 admin.site.unregister(Group)
 
@@ -16,7 +18,8 @@ class GroupAdmin(ModelAdmin):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin, ModelAdmin):
+class UserAdmin(ScopedImportMixin, DjangoUserAdmin, ModelAdmin):
+    import_resource_class = UserImportResource
     form = UserChangeForm
     add_form = UserCreationForm
     change_password_form = AdminPasswordChangeForm

@@ -52,6 +52,7 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "bookings.operate_booking",
         "disputes.change_dispute",
         "disputes.resolve_dispute",
+        "transfers.export_data",
     ],
     StaffGroup.OPERATIONS_LEAD: _VIEW_OPS
     + [
@@ -73,6 +74,12 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "partners.change_partner",
         "partners.grant_partner_scope",
         "catalog.change_category",
+        "transfers.export_data",
+        "transfers.import_data",
+        "catalog.add_category",
+        "catalog.add_listing",
+        "partners.add_partner",
+        "accounts.add_user",
     ],
     StaffGroup.FINANCE: _VIEW_OPS
     + [
@@ -86,6 +93,7 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "payouts.view_payoutrun",
         "partners.operate_all_partners",
         "partners.grant_partner_scope",
+        "transfers.export_data",
     ],
     StaffGroup.SUPPORT: [
         "catalog.view_listing",
@@ -109,6 +117,7 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "catalog.view_listing",
         "catalog.view_category",
         "payouts.view_payout",
+        "transfers.import_data",
     ],
 }
 

@@ -6,10 +6,12 @@ from unfold.widgets import UnfoldAdminDecimalFieldWidget, UnfoldAdminRadioSelect
 
 from marketplace.bookings import services
 from marketplace.bookings.models import Booking
+from marketplace.bookings.resources import BookingExportResource
 from marketplace.bookings.selectors import booking_for_user
 from marketplace.core.admin import Step, WorkflowAdmin, step_action
 from marketplace.core.exceptions import InvalidInput
 from marketplace.payments.services import checkout
+from marketplace.transfers.admin import ScopedExportMixin
 
 S = Booking.Status
 OPERATE = "bookings.operate_booking"
@@ -31,7 +33,8 @@ STATE_COLOURS = {
 
 
 @admin.register(Booking)
-class BookingAdmin(WorkflowAdmin):
+class BookingAdmin(ScopedExportMixin, WorkflowAdmin):
+    export_resource_class = BookingExportResource
     scope = staticmethod(booking_for_user)
     list_display = [
         "id",

@@ -14,12 +14,21 @@ from unfold.enums import ActionVariant
 
 from marketplace.catalog import services
 from marketplace.catalog.models import Category, Listing
+from marketplace.catalog.resources import (
+    CategoryExportResource,
+    CategoryImportResource,
+    ListingExportResource,
+    ListingImportResource,
+)
 from marketplace.catalog.selectors import listing_for_user
 from marketplace.core.admin import Step, WorkflowAdmin, step_action
+from marketplace.transfers.admin import ScopedImportExportMixin
 
 
 @admin.register(Category)
-class CategoryAdmin(TreeAdmin, ModelAdmin):
+class CategoryAdmin(ScopedImportExportMixin, TreeAdmin, ModelAdmin):
+    import_resource_class = CategoryImportResource
+    export_resource_class = CategoryExportResource
     form = movenodeform_factory(Category)
     list_display = ["name", "slug", "commission_rate", "is_active"]
     search_fields = ["name", "slug"]
@@ -62,7 +71,9 @@ class ReviewQueueFilter(admin.SimpleListFilter):
 
 
 @admin.register(Listing)
-class ListingAdmin(WorkflowAdmin):
+class ListingAdmin(ScopedImportExportMixin, WorkflowAdmin):
+    import_resource_class = ListingImportResource
+    export_resource_class = ListingExportResource
     scope = staticmethod(listing_for_user)
     list_display = [
         "id",

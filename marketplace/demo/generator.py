@@ -7,7 +7,7 @@ bookings in a realistic mix of states with their payments, refunds, disputes and
 postings of every captured payment and refund, so `ledger_reconcile()` stays balanced.
 
 Rows come from a seeded `random.Random` as tuples (`marketplace.demo.rows`) and go through
-`marketplace.demo.bulk` (binary COPY from a writer thread on PostgreSQL, batched INSERTs on
+`marketplace.core.bulk` (binary COPY from a writer thread on PostgreSQL, batched INSERTs on
 SQLite), never through save(). They satisfy every constraint of the models, which the database
 checks as they arrive. A run uses its own label in every email and slug, so the generator can run
 again on the same database. The statement count depends on the number of batches, not on N. The
@@ -30,8 +30,8 @@ from marketplace.accounts.models import User
 from marketplace.audit.services import event_record
 from marketplace.bookings.models import Booking
 from marketplace.catalog.models import Category, Listing
+from marketplace.core.bulk import BulkWriteError, bulk_writer, table_sizes
 from marketplace.core.money import quantize
-from marketplace.demo.bulk import BulkWriteError, bulk_writer, table_sizes
 from marketplace.demo.demo import books_balance
 from marketplace.demo.rows import EMAIL_DOMAIN, RowGenerator
 from marketplace.disputes.models import Dispute

@@ -20,7 +20,7 @@ from django.utils import timezone
 from marketplace.accounts.models import User
 from marketplace.bookings.models import Booking
 from marketplace.catalog.models import Category, Listing
-from marketplace.demo.bulk import BulkWriter
+from marketplace.core.bulk import BulkWriter
 from marketplace.demo.demo import demo_password
 from marketplace.disputes.models import Dispute
 from marketplace.ledger.models import LedgerEntry, LedgerTransaction

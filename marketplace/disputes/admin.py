@@ -20,7 +20,9 @@ from marketplace.accounts.models import User
 from marketplace.core.admin import Step, WorkflowAdmin, step_action
 from marketplace.disputes import services
 from marketplace.disputes.models import Dispute
+from marketplace.disputes.resources import DisputeExportResource
 from marketplace.disputes.selectors import dispute_for_user
+from marketplace.transfers.admin import ScopedExportMixin
 
 S = Dispute.Status
 HANDLE = services.HANDLE_PERMISSION
@@ -61,7 +63,8 @@ class HandlerChoiceField(forms.ModelChoiceField):
 
 
 @admin.register(Dispute)
-class DisputeAdmin(WorkflowAdmin):
+class DisputeAdmin(ScopedExportMixin, WorkflowAdmin):
+    export_resource_class = DisputeExportResource
     scope = staticmethod(dispute_for_user)
     list_display = [
         "id",

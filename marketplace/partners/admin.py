@@ -5,8 +5,10 @@ from guardian.shortcuts import get_group_perms, get_user_perms
 from unfold.admin import ModelAdmin, TabularInline
 
 from marketplace.partners.models import Partner, PartnerMembership, PayoutAccount
+from marketplace.partners.resources import PartnerExportResource, PartnerImportResource
 from marketplace.partners.selectors import partner_for_user
 from marketplace.partners.services import SCOPE_PERMISSION, partner_scope_grant, partner_scope_revoke
+from marketplace.transfers.admin import ScopedImportExportMixin
 
 GRANT_PERMISSION = "partners.grant_partner_scope"
 SCOPE_CODENAME = SCOPE_PERMISSION.split(".")[-1]
@@ -62,12 +64,15 @@ class ScopeGroupForm(_ScopeFormMixin, AdminGroupObjectPermissionsForm):
 
 
 @admin.register(Partner)
-class PartnerAdmin(GuardedModelAdminMixin, ModelAdmin):
+class PartnerAdmin(ScopedImportExportMixin, GuardedModelAdminMixin, ModelAdmin):
     """Partners, with "Object permissions" to grant staff users and groups the partner's scope.
 
     Granting is for holders of `partners.grant_partner_scope` (Operations lead, Finance); each
     grant and revoke goes through `partner_scope_grant` / `partner_scope_revoke` (audited).
     """
+
+    import_resource_class = PartnerImportResource
+    export_resource_class = PartnerExportResource
 
     list_display = ["name", "kind", "status", "risk_flag", "created_at"]
     list_filter = ["kind", "status", "risk_flag"]

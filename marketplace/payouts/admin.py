@@ -19,7 +19,9 @@ from marketplace.core.exceptions import ApplicationError, TransitionNotAllowed
 from marketplace.partners.selectors import scope_is_global
 from marketplace.payouts import services
 from marketplace.payouts.models import Payout, PayoutAttempt, PayoutRun
+from marketplace.payouts.resources import PayoutExportResource
 from marketplace.payouts.selectors import payout_awaiting_approval_for, payout_for_user
+from marketplace.transfers.admin import ScopedExportMixin
 
 S = Payout.Status
 
@@ -77,7 +79,8 @@ class WaitingForMyApprovalFilter(RadioFilter):
 
 
 @admin.register(Payout)
-class PayoutAdmin(WorkflowAdmin):
+class PayoutAdmin(ScopedExportMixin, WorkflowAdmin):
+    export_resource_class = PayoutExportResource
     scope = staticmethod(payout_for_user)
     list_display = [
         "id",

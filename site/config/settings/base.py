@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "marketplace.payments",
     "marketplace.payouts",
     "marketplace.disputes",
+    "marketplace.transfers",
     "marketplace.demo",
     # The doors
     "dashboards",

@@ -48,3 +48,13 @@ MARKETPLACE_EMAIL_FLUSH_SECONDS = env.int("MARKETPLACE_EMAIL_FLUSH_SECONDS", def
 MARKETPLACE_EMAIL_STUCK_MINUTES = env.int("MARKETPLACE_EMAIL_STUCK_MINUTES", default=15)
 # The base of links in emails (defaults to WAGTAILADMIN_BASE_URL).
 MARKETPLACE_SITE_URL = env.str("MARKETPLACE_SITE_URL", default="")
+
+# Imports and exports (django-import-export). A larger upload, or an export of more rows, runs as
+# a django-q2 task with its progress in the admin instead of inside the request.
+MARKETPLACE_IMPORT_INLINE_MAX_BYTES = env.int("MARKETPLACE_IMPORT_INLINE_MAX_BYTES", default=512 * 1024)
+MARKETPLACE_EXPORT_INLINE_MAX_ROWS = env.int("MARKETPLACE_EXPORT_INLINE_MAX_ROWS", default=5_000)
+# Our imports write their own audit events (one per object and one per file), not LogEntry rows.
+IMPORT_EXPORT_SKIP_ADMIN_LOG = True
+# The upload waits for its confirmation in the media storage, which every web process shares
+# (the default, a temp folder, would break behind a load balancer).
+IMPORT_EXPORT_TMP_STORAGE_CLASS = "import_export.tmp_storages.MediaStorage"

@@ -1,5 +1,7 @@
 """The test suite: PostgreSQL from DATABASE_URL (make test starts a throwaway cluster)."""
 
+import tempfile
+
 from config.env import env
 from config.settings.base import *  # noqa: F403
 
@@ -13,3 +15,5 @@ STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.Static
 Q_CLUSTER = {**Q_CLUSTER, "sync": env.bool("Q_SYNC", default=True)}  # noqa: F405
 # Whitenoise serves collected files in production; here runserver and the test client need none.
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]  # noqa: F405
+# Uploads, import files and export files of a test run go to a throwaway folder.
+MEDIA_ROOT = env.str("DJANGO_MEDIA_ROOT", default=tempfile.mkdtemp(prefix="marketplace-test-media-"))

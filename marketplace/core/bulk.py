@@ -1,4 +1,4 @@
-"""Writing generated rows fast: COPY on PostgreSQL (psycopg 3), batched INSERTs on SQLite.
+"""Writing many rows fast (the demo generator, bulk imports): COPY on PostgreSQL (psycopg 3), batched INSERTs on SQLite.
 
 Rows are plain tuples in the order of a model's concrete columns, with their primary keys already
 set: ids are reserved from the table's own sequence first, so related rows can point at them
@@ -59,7 +59,7 @@ class BulkWriter:
     def flush(self) -> None:
         """Return once every row handed to write() is in the database."""
 
-    def finish(self, models) -> None:
+    def finish(self, models, *, analyze: bool = True) -> None:
         """Called once inside the load's transaction, after flush()."""
 
     def close(self) -> None:
@@ -137,10 +137,12 @@ class CopyWriter(BulkWriter):
         self._stop()
         self._raise_error()
 
-    def finish(self, models) -> None:
+    def finish(self, models, *, analyze: bool = True) -> None:
         with connection.cursor() as cursor:
             if self.deferred_fks:
                 cursor.execute(f"SET CONSTRAINTS {self._fk_names()} DEFERRED")
+            if not analyze:
+                return
             # Fresh planner statistics for the tables that just grew (inside the transaction, so
             # the queries that follow it, like the reconciliation, are planned for the real sizes).
             tables = ", ".join(connection.ops.quote_name(m._meta.db_table) for m in models)
