@@ -21,7 +21,8 @@ For each size it times, through Django's test `Client` (middleware, session, tem
   `select_related()` of every non-null foreign key), called as `changelist_view()` with a
   RequestFactory request of a superuser and rendered.
 
-Prints p50/p95 in ms, query counts and the share of the time spent in SQL, and writes them to
+Prints p50/p95 in ms, query counts, the share of the time spent in SQL and the load average at the
+start and end of each size's timing (the machine may be shared), and writes them to
 var/bench/changelist.json for BENCHMARKS.md. The test fails if our changelist errors, if its query
 count differs between the two sizes, or if its page 1 rows differ from the raw page (the figures
 are written first). The timing goals are reported, not asserted.
@@ -157,6 +158,8 @@ def _measure_size(n, lead, superuser, default_site):
         "filtered_rows": filtered_rows,
         "status": status,
         "per_page": per_page,
+        # The machine is shared: the 1, 5 and 15 minute load averages when this size's timing began and ended.
+        "loadavg": {"start": [round(x, 2) for x in os.getloadavg()]},
         "cases": {},
     }
     errors, mismatches = [], []
@@ -232,11 +235,14 @@ def _measure_size(n, lead, superuser, default_site):
                 except AssertionError as exc:
                     errors.append(f"default admin {case} at {n:,}: {exc}")
             figures["cases"][f"{who}, {case}"] = entry
+    figures["loadavg"]["end"] = [round(x, 2) for x in os.getloadavg()]
     return figures, errors, mismatches
 
 
 def _print(sizes):
     small, large = sizes
+    for fig in sizes:
+        print(f"load average at {fig['bookings']:,} bookings: {fig['loadavg']['start']} -> {fig['loadavg']['end']}")
     print(
         f"\n{'case':28} {'size':>10} {'ours p50':>9} {'p95':>8} {'q':>3} {'sql':>4} "
         f"{'raw p50':>8} {'keyset':>7} {'default p50':>11} {'q':>3}"
