@@ -2,11 +2,17 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group
 from unfold.admin import ModelAdmin
+from unfold.contrib.filters.admin import BooleanRadioFilter, ChoicesDropdownFilter
+from unfold.decorators import display
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
 from marketplace.accounts.models import User
 from marketplace.accounts.resources import UserImportResource
+from marketplace.core.admin_filters import DayRangeFilter, search_by_shape
 from marketplace.transfers.admin import ScopedImportMixin
+
+# Autocomplete fields (`app_label.model.field`) that pick a member of staff: their choices are staff only.
+STAFF_ONLY_AUTOCOMPLETE = {("disputes", "dispute", "assignee")}
 
 admin.site.unregister(Group)
 
@@ -24,9 +30,19 @@ class UserAdmin(ScopedImportMixin, DjangoUserAdmin, ModelAdmin):
     add_form = UserCreationForm
     change_password_form = AdminPasswordChangeForm
     ordering = ["-date_joined"]
-    list_display = ["email", "full_name", "role", "is_staff", "email_verified_at", "date_joined"]
-    list_filter = ["role", "is_staff", "is_active"]
-    search_fields = ["email", "full_name"]
+    list_display = ["email", "full_name", "display_role", "is_staff", "is_active", "email_verified_at", "date_joined"]
+    list_filter = [
+        ("role", ChoicesDropdownFilter),
+        ("is_staff", BooleanRadioFilter),
+        ("is_active", BooleanRadioFilter),
+        ("date_joined", DayRangeFilter),
+    ]
+    list_filter_submit = True
+    # What get_search_results tries, by the term's shape (users can be many, every client is one):
+    # the user id, the start of the email address (the unique column's pattern index), the start
+    # of the full name. Also what the owner, client and assignee filters' autocomplete searches.
+    search_fields = ["=id", "^email", "^full_name"]
+    search_help_text = "User id, the start of the email address, or the start of the name."
     show_full_result_count = False
     fieldsets = (
         (None, {"fields": ("email", "password")}),
@@ -35,3 +51,25 @@ class UserAdmin(ScopedImportMixin, DjangoUserAdmin, ModelAdmin):
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "role", "password1", "password2")}),)
+
+    @display(
+        description="Role",
+        label={"Client": "info", "Worker": "info", "Service provider": "success", "Admin": "warning"},
+        ordering="role",
+    )
+    def display_role(self, obj):
+        return obj.get_role_display()
+
+    def get_search_results(self, request, queryset, search_term):
+        queryset, duplicates = search_by_shape(
+            queryset,
+            search_term.lower(),  # so the case-sensitive email prefix meets the lower-cased addresses
+            number=("pk",),
+            email=("email__startswith",),  # addresses are stored lower-cased
+            text=("email__startswith", "full_name__istartswith"),
+        )
+        params, view = request.GET, getattr(request.resolver_match, "url_name", None)
+        source = (params.get("app_label"), params.get("model_name"), params.get("field_name"))
+        if view == "autocomplete" and source in STAFF_ONLY_AUTOCOMPLETE:
+            queryset = queryset.filter(is_staff=True, is_active=True)
+        return queryset, duplicates

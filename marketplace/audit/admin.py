@@ -1,14 +1,41 @@
 from django.contrib import admin
+from unfold.contrib.filters.admin import RelatedDropdownFilter, TextFilter
 
 from marketplace.audit.models import Event
 from marketplace.core.admin import ScopedReadOnlyAdmin
+from marketplace.core.admin_filters import DayRangeFilter, ScopedAutocompleteFilter, search_by_shape
 from marketplace.partners.selectors import scope_is_global
+
+
+class VerbFilter(TextFilter):
+    """One verb, typed exactly (`booking.accepted`): equality reads audit_event_verb_idx, where a
+    list of the verbs in use would be a `SELECT DISTINCT verb` over the whole log."""
+
+    title = "verb"
+    parameter_name = "verb"
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(verb=self.value().strip())
+        return queryset
 
 
 @admin.register(Event)
 class EventAdmin(ScopedReadOnlyAdmin):
     list_display = ["created_at", "verb", "actor", "target_type", "target_id", "from_state", "to_state"]
-    list_filter = ["verb"]
+    list_filter = [
+        VerbFilter,
+        # Content types are a few dozen rows: listing them all is cheap.
+        ("target_type", RelatedDropdownFilter),
+        ("actor", ScopedAutocompleteFilter),
+        ("created_at", DayRangeFilter),
+    ]
+    list_filter_submit = True
+    # What get_search_results tries, by the term's shape: the event id, the actor's exact email, the
+    # exact verb. The log is large and append-only: no substring search. (A target's id alone has
+    # no index, it leads with the target type: an object's events are on its own page.)
+    search_fields = ["=id", "=actor__email", "=verb"]
+    search_help_text = "Event id, the actor's email address, or a verb exactly."
     list_select_related = ("actor", "target_type")
     ordering = ("-created_at", "-id")
 
@@ -19,3 +46,6 @@ class EventAdmin(ScopedReadOnlyAdmin):
 
     def has_view_permission(self, request, obj=None):
         return self.has_module_permission(request)
+
+    def get_search_results(self, request, queryset, search_term):
+        return search_by_shape(queryset, search_term, number=("pk",), email=("actor__email",), text=("verb",))

@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin
+from unfold.contrib.filters.admin import ChoicesDropdownFilter, RangeNumericFilter
 from unfold.decorators import action, display
 from unfold.enums import ActionVariant
 from unfold.widgets import UnfoldAdminDecimalFieldWidget, UnfoldAdminRadioSelectWidget
@@ -9,6 +10,7 @@ from marketplace.bookings.models import Booking
 from marketplace.bookings.resources import BookingExportResource
 from marketplace.bookings.selectors import booking_for_user
 from marketplace.core.admin import Step, WorkflowAdmin, step_action
+from marketplace.core.admin_filters import DayRangeFilter, ScopedAutocompleteFilter, search_by_shape
 from marketplace.core.exceptions import InvalidInput
 from marketplace.payments.services import checkout
 from marketplace.transfers.admin import ScopedExportMixin
@@ -47,11 +49,32 @@ class BookingAdmin(ScopedExportMixin, WorkflowAdmin):
         "starts_at",
         "created_at",
     ]
-    list_filter = ["status"]
-    search_fields = ["id"]
+    # A million rows: no filter lists the table's distinct values (partners, categories, listings
+    # and clients are chosen through their admins' autocomplete, in the user's scope).
+    list_filter = [
+        ("status", ChoicesDropdownFilter),
+        ("partner", ScopedAutocompleteFilter),
+        ("category", ScopedAutocompleteFilter),
+        ("listing", ScopedAutocompleteFilter),
+        ("client", ScopedAutocompleteFilter),
+        ("amount", RangeNumericFilter),
+        ("starts_at", DayRangeFilter),
+        ("created_at", DayRangeFilter),
+    ]
+    list_filter_submit = True
+    # What get_search_results tries, by the term's shape: the booking id (the primary key), the
+    # client's exact email (the unique index, then booking_client_idx), the start of the listing's
+    # title. Never a substring search over the bookings: at this size that is a full scan.
+    search_fields = ["=id", "=client__email", "^listing__title"]
+    search_help_text = "Booking id, client's email address, or the start of the listing's title."
     list_select_related = ("listing", "client", "partner")
     ordering = ("-created_at", "-id")
     actions_detail = ["accept", "decline", "complete", "cancel"]
+
+    def get_search_results(self, request, queryset, search_term):
+        return search_by_shape(
+            queryset, search_term, number=("pk",), email=("client__email",), text=("listing__title__istartswith",)
+        )
 
     @display(description="Status", label=STATE_COLOURS, ordering="status")
     def display_status(self, obj):

@@ -9,6 +9,7 @@ from django.utils.html import format_html, format_html_join
 from treebeard.admin import TreeAdmin
 from treebeard.forms import movenodeform_factory
 from unfold.admin import ModelAdmin
+from unfold.contrib.filters.admin import BooleanRadioFilter, ChoicesDropdownFilter, RangeNumericFilter
 from unfold.decorators import action, display
 from unfold.enums import ActionVariant
 
@@ -22,6 +23,7 @@ from marketplace.catalog.resources import (
 )
 from marketplace.catalog.selectors import listing_for_user
 from marketplace.core.admin import Step, WorkflowAdmin, step_action
+from marketplace.core.admin_filters import DayRangeFilter, ScopedAutocompleteFilter, search_by_shape
 from marketplace.transfers.admin import ScopedImportExportMixin
 
 
@@ -31,6 +33,8 @@ class CategoryAdmin(ScopedImportExportMixin, TreeAdmin, ModelAdmin):
     export_resource_class = CategoryExportResource
     form = movenodeform_factory(Category)
     list_display = ["name", "slug", "commission_rate", "is_active"]
+    list_filter = [("is_active", BooleanRadioFilter)]
+    # A small table: substring search is fine. Also what the category filters' autocomplete searches.
     search_fields = ["name", "slug"]
 
 
@@ -86,8 +90,21 @@ class ListingAdmin(ScopedImportExportMixin, WorkflowAdmin):
         "submitted_at",
         "created_at",
     ]
-    list_filter = [ReviewQueueFilter, "status", "kind", ("category", admin.RelatedOnlyFieldListFilter)]
-    search_fields = ["title"]
+    list_filter = [
+        ReviewQueueFilter,
+        ("status", ChoicesDropdownFilter),
+        ("kind", ChoicesDropdownFilter),
+        ("partner", ScopedAutocompleteFilter),
+        ("category", ScopedAutocompleteFilter),
+        ("owner", ScopedAutocompleteFilter),
+        ("price", RangeNumericFilter),
+        ("submitted_at", DayRangeFilter),
+        ("created_at", DayRangeFilter),
+    ]
+    list_filter_submit = True
+    # What get_search_results tries, by the term's shape: an id, the owner's exact email, a title prefix.
+    search_fields = ["=id", "=owner__email", "^title"]
+    search_help_text = "Listing id, owner's email address, or the start of the title."
     list_select_related = ("partner", "category")
     ordering = ("-created_at", "-id")
     fieldsets = [
@@ -133,6 +150,12 @@ class ListingAdmin(ScopedImportExportMixin, WorkflowAdmin):
         "suspend",
         "reinstate",
     ]
+
+    def get_search_results(self, request, queryset, search_term):
+        # One indexed predicate per search, chosen by what was typed (see search_by_shape).
+        return search_by_shape(
+            queryset, search_term, number=("pk",), email=("owner__email",), text=("title__istartswith",)
+        )
 
     @display(description="Status", label=STATE_COLOURS, ordering="status")
     def display_status(self, obj):

@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.contrib.auth.models import Permission
 from django.db.models import Q
 from django.utils import timezone
+from unfold.contrib.filters.admin import ChoicesDropdownFilter, RadioFilter, RangeNumericFilter
 from unfold.decorators import action, display
 from unfold.enums import ActionVariant
 from unfold.widgets import (
@@ -18,6 +19,7 @@ from unfold.widgets import (
 
 from marketplace.accounts.models import User
 from marketplace.core.admin import Step, WorkflowAdmin, step_action
+from marketplace.core.admin_filters import DayRangeFilter, ScopedAutocompleteFilter, search_by_shape
 from marketplace.disputes import services
 from marketplace.disputes.models import Dispute
 from marketplace.disputes.resources import DisputeExportResource
@@ -62,6 +64,23 @@ class HandlerChoiceField(forms.ModelChoiceField):
         return f"{obj.full_name} ({obj.email})" if obj.full_name else obj.email
 
 
+class AssignmentFilter(RadioFilter):
+    """The two questions the assignee autocomplete cannot ask: mine, and nobody's."""
+
+    title = "assignment"
+    parameter_name = "assignment"
+
+    def lookups(self, request, model_admin):
+        return [("mine", "Assigned to me"), ("none", "Unassigned")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "mine":
+            return queryset.filter(assignee=request.user)
+        if self.value() == "none":
+            return queryset.filter(assignee__isnull=True)
+        return queryset
+
+
 @admin.register(Dispute)
 class DisputeAdmin(ScopedExportMixin, WorkflowAdmin):
     export_resource_class = DisputeExportResource
@@ -78,7 +97,21 @@ class DisputeAdmin(ScopedExportMixin, WorkflowAdmin):
         "sla_due_at",
         "created_at",
     ]
-    list_filter = ["status", ("assignee", admin.RelatedOnlyFieldListFilter), "reason_code"]
+    list_filter = [
+        AssignmentFilter,
+        ("status", ChoicesDropdownFilter),
+        ("reason_code", ChoicesDropdownFilter),
+        ("partner", ScopedAutocompleteFilter),
+        ("assignee", ScopedAutocompleteFilter),
+        ("booking__amount", RangeNumericFilter),
+        ("created_at", DayRangeFilter),
+        ("sla_due_at", DayRangeFilter),
+    ]
+    list_filter_submit = True
+    # What get_search_results tries, by the term's shape: the dispute's or its booking's id, the
+    # opener's exact email, the start of the listing's title.
+    search_fields = ["=id", "=booking__id", "=opened_by__email", "^booking__listing__title"]
+    search_help_text = "Dispute or booking id, the email address of who opened it, or the start of the listing's title."
     list_select_related = ("booking", "partner", "assignee")
     ordering = ("created_at", "id")
     actions_detail = [
@@ -90,6 +123,15 @@ class DisputeAdmin(ScopedExportMixin, WorkflowAdmin):
         "approve_resolution",
         "withdraw",
     ]
+
+    def get_search_results(self, request, queryset, search_term):
+        return search_by_shape(
+            queryset,
+            search_term,
+            number=("pk", "booking_id"),
+            email=("opened_by__email",),
+            text=("booking__listing__title__istartswith",),
+        )
 
     @display(description="Status", label=STATE_COLOURS, ordering="status")
     def display_status(self, obj):

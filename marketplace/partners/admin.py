@@ -3,7 +3,10 @@ from django.core.exceptions import PermissionDenied
 from guardian.admin import AdminGroupObjectPermissionsForm, AdminUserObjectPermissionsForm, GuardedModelAdminMixin
 from guardian.shortcuts import get_group_perms, get_user_perms
 from unfold.admin import ModelAdmin, TabularInline
+from unfold.contrib.filters.admin import BooleanRadioFilter, ChoicesDropdownFilter
+from unfold.decorators import display
 
+from marketplace.core.admin_filters import DayRangeFilter
 from marketplace.partners.models import Partner, PartnerMembership, PayoutAccount
 from marketplace.partners.resources import PartnerExportResource, PartnerImportResource
 from marketplace.partners.selectors import partner_for_user
@@ -74,14 +77,27 @@ class PartnerAdmin(ScopedImportExportMixin, GuardedModelAdminMixin, ModelAdmin):
     import_resource_class = PartnerImportResource
     export_resource_class = PartnerExportResource
 
-    list_display = ["name", "kind", "status", "risk_flag", "created_at"]
-    list_filter = ["kind", "status", "risk_flag"]
-    search_fields = ["name", "slug"]
+    list_display = ["id", "name", "slug", "kind", "display_status", "risk_flag", "contact_email", "created_at"]
+    list_filter = [
+        ("status", ChoicesDropdownFilter),
+        ("kind", ChoicesDropdownFilter),
+        ("risk_flag", BooleanRadioFilter),
+        ("created_at", DayRangeFilter),
+    ]
+    list_filter_submit = True
+    # Partners are few (hundreds), so substring search is cheap. The partner filters of the other
+    # changelists search here too (their autocomplete), through partner_for_user.
+    search_fields = ["name", "slug", "=contact_email"]
+    search_help_text = "Name, slug, or contact email address."
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline, PayoutAccountInline]
 
     def get_queryset(self, request):
         return partner_for_user(request.user)
+
+    @display(description="Status", label={"Active": "success", "Suspended": "danger"}, ordering="status")
+    def display_status(self, obj):
+        return obj.get_status_display()
 
     # Guardian's views ask has_change_permission; for them, the question is "may grant scope?".
     def _granting(self, request):

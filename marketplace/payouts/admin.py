@@ -5,16 +5,12 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.html import format_html
 from unfold.admin import TabularInline
-from unfold.contrib.filters.admin import (
-    ChoicesDropdownFilter,
-    RadioFilter,
-    RangeNumericFilter,
-    RelatedDropdownFilter,
-)
+from unfold.contrib.filters.admin import ChoicesDropdownFilter, RadioFilter, RangeNumericFilter
 from unfold.decorators import action, display
 from unfold.enums import ActionVariant
 
 from marketplace.core.admin import ScopedReadOnlyAdmin, Step, WorkflowAdmin, step_action
+from marketplace.core.admin_filters import DayRangeFilter, ScopedAutocompleteFilter, search_by_shape
 from marketplace.core.exceptions import ApplicationError, TransitionNotAllowed
 from marketplace.partners.selectors import scope_is_global
 from marketplace.payouts import services
@@ -59,10 +55,6 @@ class PayoutAttemptInline(TabularInline):
         return False
 
 
-class PartnerFilter(RelatedDropdownFilter, admin.RelatedOnlyFieldListFilter):
-    """The partners of the payouts in the user's scope, and no others (their names are not shown)."""
-
-
 class WaitingForMyApprovalFilter(RadioFilter):
     """Payouts the user could approve now: in scope, awaiting approval, not requested by them."""
 
@@ -98,15 +90,32 @@ class PayoutAdmin(ScopedExportMixin, WorkflowAdmin):
     list_filter = [
         WaitingForMyApprovalFilter,
         ("status", ChoicesDropdownFilter),
-        ("partner", PartnerFilter),
+        # Chosen through the partners' autocomplete, which reads through the user's partner scope
+        # (a RelatedOnlyFieldListFilter listed the payouts' distinct partners: a scan of the table).
+        ("partner", ScopedAutocompleteFilter),
         ("amount", RangeNumericFilter),
+        ("created_at", DayRangeFilter),
+        ("hold_until", DayRangeFilter),
     ]
     list_filter_submit = True
+    # What get_search_results tries, by the term's shape: the payout id, the requester's exact email,
+    # the gateway's reference or the start of the partner's name.
+    search_fields = ["=id", "=requested_by__email", "=gateway_reference", "^partner__name"]
+    search_help_text = "Payout id, requester's email address, gateway reference, or the start of the partner's name."
     list_select_related = ("partner", "requested_by", "run")
     ordering = ("-created_at", "-id")
     inlines = [PayoutAttemptInline]
     actions = ["approve_selected"]
     actions_detail = ["hold", "release_hold", "request_approval", "approve", "reject", "retry", "cancel"]
+
+    def get_search_results(self, request, queryset, search_term):
+        return search_by_shape(
+            queryset,
+            search_term,
+            number=("pk",),
+            email=("requested_by__email",),
+            text=("gateway_reference", "partner__name__istartswith"),
+        )
 
     @display(description="Status", label=STATE_COLOURS, ordering="status")
     def display_status(self, obj):
@@ -296,7 +305,10 @@ class PayoutRunAdmin(ScopedReadOnlyAdmin):
         "needs_approval",
         "disputed_bookings",
     ]
-    list_filter = ["status"]
+    list_filter = [("status", ChoicesDropdownFilter), ("started_at", DayRangeFilter)]
+    list_filter_submit = True
+    search_fields = ["=id"]  # runs are few; a run is found by its number
+    search_help_text = "Run id."
     ordering = ("-started_at", "-id")
     readonly_fields = ["display_report"]
 
@@ -306,6 +318,9 @@ class PayoutRunAdmin(ScopedReadOnlyAdmin):
 
     def has_view_permission(self, request, obj=None):
         return self.has_module_permission(request)
+
+    def get_search_results(self, request, queryset, search_term):
+        return search_by_shape(queryset, search_term, number=("pk",))
 
     @display(
         description="Status",
