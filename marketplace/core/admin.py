@@ -262,12 +262,15 @@ class WorkflowAdmin(ScopedReadOnlyAdmin):
 
     def note_add_view(self, request, object_id):
         """POST a note onto the object's timeline: anyone who may see the object (in scope)."""
+        from django.core.exceptions import PermissionDenied
         from django.http import HttpResponseNotAllowed
 
         from marketplace.audit.services import note_add
 
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
+        if not self.has_view_permission(request):
+            raise PermissionDenied  # the model permission first (403), then the scope (404)
         obj = self.get_object(request, object_id)
         if obj is None or not self.has_view_permission(request, obj):
             raise Http404(f"No {self.opts.verbose_name} with id {object_id!r} in your scope.")
