@@ -88,3 +88,9 @@ view_ledger = _global_perm("ledger.view_ledgerentry")
 view_reconciliation = _global_perm("ledger.view_reconciliationcheck")
 view_outbox = _perm("notifications.view_emailoutbox")
 use_wagtail = _perm("wagtailadmin.access_admin")
+
+
+def use_transfers(request) -> bool:
+    """Imports and exports: anyone who may run one sees their own jobs."""
+    user = request.user
+    return user.has_perm("transfers.import_data") or user.has_perm("transfers.export_data")

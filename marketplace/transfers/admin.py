@@ -171,7 +171,9 @@ class TransferJobAdmin(ModelAdmin):
 
     def _allowed(self, request) -> bool:
         user = request.user
-        return user.is_active and user.is_staff and (user.has_perm(IMPORT_PERMISSION) or user.has_perm(EXPORT_PERMISSION))
+        return (
+            user.is_active and user.is_staff and (user.has_perm(IMPORT_PERMISSION) or user.has_perm(EXPORT_PERMISSION))
+        )
 
     def has_module_permission(self, request):
         return self._allowed(request)
@@ -205,7 +207,9 @@ class TransferJobAdmin(ModelAdmin):
     def get_urls(self):
         return [
             path("<int:job_id>/confirm/", self.admin_site.admin_view(self.confirm_view), name="transfers_job_confirm"),
-            path("<int:job_id>/download/", self.admin_site.admin_view(self.download_view), name="transfers_job_download"),
+            path(
+                "<int:job_id>/download/", self.admin_site.admin_view(self.download_view), name="transfers_job_download"
+            ),
             *super().get_urls(),
         ]
 

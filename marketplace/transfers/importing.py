@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.core.validators import validate_email, validate_slug
+from django.core.validators import validate_email
 from django.db import DatabaseError, connection, transaction
 from django.db.models import QuerySet
 from django.db.models.functions import Lower
@@ -64,13 +64,14 @@ def text(max_length: int) -> Callable[[Any], str]:
     return parse
 
 
+_SLUG = re.compile(r"^[-a-zA-Z0-9_]+\Z")  # Django's validate_slug, without its lazy wrapper per call
+
+
 def slug(max_length: int) -> Callable[[Any], str]:
     def parse(value):
         value = _text(value)
-        try:
-            validate_slug(value)
-        except ValidationError:
-            raise CellError(f"'{value}' is not a slug: letters, digits, hyphens and underscores only.") from None
+        if not _SLUG.match(value):
+            raise CellError(f"'{value}' is not a slug: letters, digits, hyphens and underscores only.")
         if len(value) > max_length:
             raise CellError(f"At most {max_length} characters.")
         return value
@@ -184,6 +185,9 @@ class Column:
     default: Any = MISSING  # the value of an empty cell (MISSING: the cell must not be empty)
     ref: Ref | None = None
     help: str = ""
+    # Parse each distinct value once: for columns whose values repeat (references, choices).
+    # A reference column is always cached.
+    cache: bool = False
 
 
 @dataclass
@@ -289,7 +293,7 @@ class BulkImportResource(Resource):
         numbers = row_numbers(dataset)
         headers = [c.name for c in self.columns if c.name in index]
         plan = Plan(headers=headers, total=len(dataset))
-        present = [(c, index[c.name]) for c in self.columns if c.name in index]
+        present = [(c, index[c.name], {} if (c.cache or c.ref) else None) for c in self.columns if c.name in index]
         absent = [c for c in self.columns if c.name not in index]
         parsed: list[tuple[int, dict, list]] = []
         bad: set[int] = set()
@@ -302,18 +306,27 @@ class BulkImportResource(Resource):
 
         for position, (number, row) in enumerate(zip(numbers, dataset._data, strict=True), start=1):
             values = {}
-            for column, i in present:
+            for column, i, cache in present:
                 cell = row[i]
                 if cell is None or (isinstance(cell, str) and not cell.strip()):
                     if column.default is MISSING:
                         fail(number, column.name, "This cell is required.", row)
                     values[column.name] = None if column.default is MISSING else column.default
                     continue
-                try:
-                    values[column.name] = column.parse(cell)
-                except (CellError, ValueError, TypeError) as exc:
-                    fail(number, column.name, str(exc) or "Not a valid value.", row)
+                if cache is not None and cell in cache:
+                    parsed_value = cache[cell]
+                else:
+                    try:
+                        parsed_value = column.parse(cell)
+                    except (CellError, ValueError, TypeError) as exc:
+                        parsed_value = CellError(str(exc) or "Not a valid value.")
+                    if cache is not None:
+                        cache[cell] = parsed_value
+                if isinstance(parsed_value, CellError):
+                    fail(number, column.name, str(parsed_value), row)
                     values[column.name] = None
+                else:
+                    values[column.name] = parsed_value
             for column in absent:
                 values[column.name] = column.default
             parsed.append((number, values, row))
@@ -484,7 +497,7 @@ class BulkImportResource(Resource):
         return result
 
 
-def insert_rows(model, rows: list[dict]) -> list[int]:
+def insert_rows(model, rows: list[dict], *, analyze: bool | None = None) -> list[int]:
     """Insert `rows` (values by attname; the others take their field's default) and return their ids.
 
     Through binary COPY on PostgreSQL, batched INSERTs elsewhere, with every constraint enforced
@@ -525,7 +538,7 @@ def insert_rows(model, rows: list[dict]) -> list[int]:
         for start in range(0, len(tuples), WRITE_BATCH):
             writer.write(model, tuples[start : start + WRITE_BATCH])
         writer.flush()
-        writer.finish([model], analyze=len(tuples) >= ANALYZE_AFTER)
+        writer.finish([model], analyze=len(tuples) >= ANALYZE_AFTER if analyze is None else analyze)
     finally:
         writer.close()
     return ids
@@ -553,6 +566,7 @@ def record_imported(model, ids: list[int], *, actor, now, verb: str, to_state: s
             }
             for pk in ids
         ],
+        analyze=False,  # the audit table is large and only ever read by target; autovacuum suffices
     )
 
 

@@ -153,7 +153,9 @@ def import_job_run(*, job_id: int) -> str:
 
         resource.commit(plan, user=job.actor, file_name=job.file_name, inside=done)
     except ImportRefused as exc:
-        return _finish(job_id, J.INVALID, errors=_errors_json(exc.errors), error_count=len(exc.errors), message=str(exc))
+        return _finish(
+            job_id, J.INVALID, errors=_errors_json(exc.errors), error_count=len(exc.errors), message=str(exc)
+        )
     except Exception as exc:
         _finish(job_id, J.FAILED, message=f"The import failed, nothing was written: {exc}")
         raise

@@ -140,6 +140,12 @@ UNFOLD = {
             },
             _group(
                 "Tasks",
+                _item(
+                    "Imports and exports",
+                    "import_export",
+                    "admin:transfers_transferjob_changelist",
+                    permission="use_transfers",
+                ),
                 _item("Successful tasks", "task_alt", "admin:django_q_success_changelist", permission="is_superuser"),
                 _item("Failed tasks", "report", "admin:django_q_failure_changelist", permission="is_superuser"),
                 _item("Schedules", "schedule", "admin:django_q_schedule_changelist", permission="is_superuser"),

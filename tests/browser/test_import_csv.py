@@ -1,0 +1,64 @@
+"""In the browser: a lead imports a listings CSV with one bad row, sees the row's error, and nothing is
+imported; the corrected file previews, and confirming it imports every row."""
+
+import pytest
+
+from marketplace.accounts.services import StaffGroup
+from marketplace.audit.models import Event
+from marketplace.catalog.models import Listing
+from tests.factories import CategoryFactory, MembershipFactory, PartnerFactory
+from tests.factories.settlement import staff
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HEADER = "title,partner,owner,category,price,currency\n"
+GOOD_ROWS = [
+    "Hedge trimming,green-hands,owner@green.test,garden,45.00,EUR\n",
+    "Lawn mowing,green-hands,owner@green.test,garden,30.50,EUR\n",
+    "Leaf clearing,green-hands,owner@green.test,garden,25.00,EUR\n",
+]
+BAD_ROW = "Tree felling,green-hands,owner@green.test,garden,forty,EUR\n"
+
+
+def choose_file(page, name: str, text: str) -> None:
+    page.set_input_files(
+        "input[name=import_file]", files=[{"name": name, "mimeType": "text/csv", "buffer": text.encode()}]
+    )
+    page.select_option("select[name=format]", label="csv")
+
+
+def test_csv_with_one_bad_row_shows_the_error_and_imports_nothing(page, admin_login):
+    partner = PartnerFactory(slug="green-hands", name="Green Hands")
+    MembershipFactory(partner=partner, user__email="owner@green.test")
+    CategoryFactory(slug="garden", name="Garden")
+    lead = staff(StaffGroup.OPERATIONS_LEAD)
+
+    admin_login(lead)
+    page.goto("/admin/catalog/listing/")
+    page.click("a:has-text('Import')")
+    page.wait_for_url("**/admin/catalog/listing/import/")
+    # a file whose fourth row (spreadsheet row 4) has a price that is not a number
+    choose_file(page, "listings.csv", HEADER + GOOD_ROWS[0] + GOOD_ROWS[1] + BAD_ROW + GOOD_ROWS[2])
+    page.shot("import-form")
+    page.click("form[enctype='multipart/form-data'] button[type=submit]")
+    body = page.inner_text("body")
+    assert "1 row(s) have errors, so nothing will be imported" in body
+    assert "'forty' is not a number." in body
+    error_row = page.locator("table.import-preview tr.data-row").first.inner_text()
+    assert error_row.split()[0] == "4" and "Tree felling" in error_row
+    assert page.locator("form[action$='/process_import/']").count() == 0  # nothing to confirm
+    page.shot("row-error-nothing-imported")
+    assert Listing.objects.count() == 0
+    assert not Event.objects.filter(verb="import").exists()
+
+    # the corrected file previews three new rows and imports them on confirmation
+    choose_file(page, "listings-fixed.csv", HEADER + "".join(GOOD_ROWS))
+    page.click("form[enctype='multipart/form-data'] button[type=submit]")
+    page.wait_for_selector("form[action$='/process_import/']")
+    assert "Hedge trimming" in page.inner_text("table.import-preview-table")
+    page.shot("preview-ready")
+    page.click("form[action$='/process_import/'] button[type=submit]")
+    page.wait_for_url("**/admin/catalog/listing/")
+    page.shot("imported")
+    assert sorted(Listing.objects.values_list("title", flat=True)) == ["Hedge trimming", "Lawn mowing", "Leaf clearing"]
+    assert Event.objects.get(verb="import").data["rows"] == 3
