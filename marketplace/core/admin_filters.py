@@ -10,7 +10,7 @@ scans a table to draw a filter.
 import re
 from datetime import datetime, time, timedelta
 
-from django.db.models import Q
+from django.db.models import BooleanField, Q, Value
 from django.utils import timezone
 from unfold.contrib.filters.admin import AutocompleteSelectFilter, RangeDateFilter
 from unfold.contrib.filters.forms import AutocompleteDropdownForm
@@ -87,5 +87,7 @@ def search_by_shape(queryset, term: str, *, number=(), email=(), text=()):
     else:
         lookups, value = list(text), term
     if not lookups:
-        return queryset.none(), False
+        # Not `.none()`: the changelist's paginator compiles the query for the planner's estimate,
+        # and an empty `.none()` query cannot be compiled (EmptyResultSet). `WHERE false` can.
+        return queryset.filter(Value(False, output_field=BooleanField())), False
     return queryset.filter(Q.create([(lookup, value) for lookup in lookups], connector=Q.OR)), False

@@ -114,7 +114,7 @@ def test_booking_changelist_filtered_costs_the_same_queries_for_10_200_and_400_b
 
     counts = queries_by_size(client, MODEL, params, grow_to)
 
-    # session, user, permissions (2), count and estimate, the rows, the sidebar badges (5), and
+    # session, user, permissions, count and estimate, the rows, the sidebar's badges, and
     # the chosen partner, category and client shown in their filters (2 each)
     assert counts[10] == BOOKING_FILTERED_QUERIES
 

@@ -134,7 +134,7 @@ def test_listing_changelist_filtered_costs_the_same_queries_for_10_200_and_400_l
 
     counts = queries_by_size(client, "catalog.listing", params, grow_to)
 
-    # session, user, permissions (2), count and estimate, the rows, the sidebar badges (5), and
+    # session, user, permissions, count and estimate, the rows, the sidebar's badges, and
     # the chosen partner, category and owner shown in their filters (2 each)
     assert counts[10] == LISTING_FILTERED_QUERIES
 
