@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from guardian.admin import AdminGroupObjectPermissionsForm, AdminUserObjectPermissionsForm, GuardedModelAdminMixin
 from guardian.shortcuts import get_group_perms, get_user_perms
 from unfold.admin import ModelAdmin, TabularInline
@@ -94,6 +95,10 @@ class PartnerAdmin(ScopedImportExportMixin, GuardedModelAdminMixin, ModelAdmin):
 
     def get_queryset(self, request):
         return partner_for_user(request.user)
+
+    def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
+        # Another partner's page is indistinguishable from a missing one: 404, as in every scoped admin.
+        raise Http404(f"No partner with id {object_id!r} in your scope.")
 
     @display(description="Status", label={"Active": "success", "Suspended": "danger"}, ordering="status")
     def display_status(self, obj):
