@@ -8,6 +8,7 @@ from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationFo
 
 from marketplace.accounts.models import User
 from marketplace.accounts.resources import UserImportResource
+from marketplace.core.admin import TimelineMixin
 from marketplace.core.admin_filters import DayRangeFilter, search_by_shape
 from marketplace.transfers.admin import ScopedImportMixin
 
@@ -24,7 +25,7 @@ class GroupAdmin(ModelAdmin):
 
 
 @admin.register(User)
-class UserAdmin(ScopedImportMixin, DjangoUserAdmin, ModelAdmin):
+class UserAdmin(ScopedImportMixin, TimelineMixin, DjangoUserAdmin, ModelAdmin):
     import_resource_class = UserImportResource
     form = UserChangeForm
     add_form = UserCreationForm

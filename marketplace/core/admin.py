@@ -219,19 +219,13 @@ def step_action(name: str, step: Step, **action_options):
     return action(**action_options)(run)
 
 
-class WorkflowAdmin(ScopedReadOnlyAdmin):
-    """A scoped admin whose state changes are workflow steps, never form saves.
+class TimelineMixin:
+    """Below each change form: the object's timeline (audit events and internal notes) and a note box.
 
-    A step's button (an unfold detail or row action) opens a confirmation page (GET) that names the
-    object and asks for what the step needs; POSTing it calls the service once. The object is read
-    through the scope selector first, so an object outside the user's scope is a 404. The service
-    checks permission and state itself: a refusal is shown as its message and nothing is written
-    (the service's transaction rolls back). A double click posts twice: the second finds the object
-    already moved and says so.
+    The object is read through the admin's own `get_object` (its scope); anyone who may see the
+    object may add a note to it.
     """
 
-    workflow_template = "admin/workflow/confirm.html"
-    # Below each change form: the object's timeline (audit events and internal notes) and a note box.
     change_form_outer_after_template = "admin/workflow/timeline.html"
 
     def get_urls(self):
@@ -281,6 +275,20 @@ class WorkflowAdmin(ScopedReadOnlyAdmin):
         else:
             messages.success(request, "Note added to the timeline.")
         return redirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk]))
+
+
+class WorkflowAdmin(TimelineMixin, ScopedReadOnlyAdmin):
+    """A scoped admin whose state changes are workflow steps, never form saves.
+
+    A step's button (an unfold detail or row action) opens a confirmation page (GET) that names the
+    object and asks for what the step needs; POSTing it calls the service once. The object is read
+    through the scope selector first, so an object outside the user's scope is a 404. The service
+    checks permission and state itself: a refusal is shown as its message and nothing is written
+    (the service's transaction rolls back). A double click posts twice: the second finds the object
+    already moved and says so.
+    """
+
+    workflow_template = "admin/workflow/confirm.html"
 
     def workflow(self, request, object_id, step: Step) -> HttpResponse:
         obj = self.get_object(request, object_id)

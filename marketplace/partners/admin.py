@@ -7,6 +7,7 @@ from unfold.admin import ModelAdmin, TabularInline
 from unfold.contrib.filters.admin import BooleanRadioFilter, ChoicesDropdownFilter
 from unfold.decorators import display
 
+from marketplace.core.admin import TimelineMixin
 from marketplace.core.admin_filters import DayRangeFilter
 from marketplace.partners.models import Partner, PartnerMembership, PayoutAccount
 from marketplace.partners.resources import PartnerExportResource, PartnerImportResource
@@ -68,7 +69,7 @@ class ScopeGroupForm(_ScopeFormMixin, AdminGroupObjectPermissionsForm):
 
 
 @admin.register(Partner)
-class PartnerAdmin(ScopedImportExportMixin, GuardedModelAdminMixin, ModelAdmin):
+class PartnerAdmin(ScopedImportExportMixin, TimelineMixin, GuardedModelAdminMixin, ModelAdmin):
     """Partners, with "Object permissions" to grant staff users and groups the partner's scope.
 
     Granting is for holders of `partners.grant_partner_scope` (Operations lead, Finance); each

@@ -60,10 +60,14 @@ def export_file(resource, queryset, *, user, file_format, filters: str = "", pro
 
 
 def export_record(*, user, model, rows: int, file_format, filters: str = "") -> None:
-    """The audit event of an export: who took how many rows of what, in which format, with which filters."""
+    """The audit event of an export: who took how many rows of what, in which format, with which filters.
+
+    It hangs on the exporter's own timeline (People -> the user), where a lead reviews what left.
+    """
     event_record(
         verb="export",
         actor=user,
+        target=user,
         data={
             "model": model._meta.label_lower,
             "rows": rows,

@@ -368,6 +368,7 @@ class BulkImportResource(Resource):
                 event_record(
                     verb="import",
                     actor=user,
+                    target=user,  # the importer's timeline; each object's own event is on its timeline
                     data={"model": label, "rows": count, "file": file_name[:200]},
                 )
                 if inside is not None:

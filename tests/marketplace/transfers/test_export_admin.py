@@ -121,3 +121,29 @@ def test_large_export_runs_as_a_job_with_a_download_only_for_its_author(
     client.force_login(make_staff("Operations agent"))
     assert client.get(reverse("admin:transfers_transferjob_change", args=[job.pk])).status_code == 404
     assert client.get(reverse("admin:transfers_job_download", args=[job.pk])).status_code == 404
+
+
+def test_export_shows_on_the_exporters_timeline(client, agent_with_partner, make_staff):
+    agent, own, _ = agent_with_partner
+    ListingFactory(partner=own)
+    client.force_login(agent)
+    export(client, "catalog_listing", "status__exact=draft")
+    client.force_login(make_staff("Operations lead"))
+    page = client.get(reverse("admin:accounts_user_change", args=[agent.pk]))
+    timeline = page.context["timeline"]
+    assert [entry.title for entry in timeline] == ["export"]
+    html = page.content.decode()
+    assert "1 rows of catalog.listing as csv, filtered by status__exact=draft" in html
+
+
+def test_partner_timeline_shows_scope_grants_and_takes_notes(client, make_staff):
+    partner = PartnerFactory()
+    lead = make_staff("Operations lead")
+    agent = make_staff("Operations agent")
+    partner_scope_grant(partner=partner, grantee=agent, actor=lead)
+    client.force_login(lead)
+    page = client.get(reverse("admin:partners_partner_change", args=[partner.pk]))
+    assert [(e.title, e.actor) for e in page.context["timeline"]] == [("scope.granted", lead)]
+    client.post(reverse("admin:partners_partner_note_add", args=[partner.pk]), {"body": "Onboarded by phone."})
+    page = client.get(reverse("admin:partners_partner_change", args=[partner.pk]))
+    assert [e.title for e in page.context["timeline"]] == ["Note", "scope.granted"]
