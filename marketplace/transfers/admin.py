@@ -88,6 +88,15 @@ class ScopedImportMixin(ImportMixin):
             )
         return response
 
+    def process_import(self, request, **kwargs):
+        """The confirmation. A second click finds the uploaded file gone and is told so: nothing more
+        is written (two clicks at the same moment meet the import's lock and duplicate check)."""
+        try:
+            return super().process_import(request, **kwargs)
+        except FileNotFoundError:
+            messages.info(request, "This file was already imported, or its upload expired: nothing more was written.")
+            return HttpResponseRedirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"))
+
     def process_result(self, result, request):
         if result.has_errors() or result.has_validation_errors():
             reasons = [str(e.error) for e in result.base_errors][:1] or [

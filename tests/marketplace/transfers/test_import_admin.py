@@ -279,3 +279,15 @@ def test_partner_manager_imports_partners_but_not_listings(client, make_staff):
     client.force_login(manager)
     assert client.get(reverse("admin:partners_partner_import")).status_code == 200
     assert client.get(reverse("admin:catalog_listing_import")).status_code == 403
+
+
+def test_listing_import_confirmed_twice_writes_once(client, lead, catalogue):
+    body = LISTING_HEADER + "Window cleaning,acme,owner@acme.test,cleaning,45.50,EUR,service,\n"
+    client.force_login(lead)
+    preview = upload(client, "catalog_listing", body.encode())
+    confirm(client, "catalog_listing", preview)
+    again = confirm(client, "catalog_listing", preview)  # the double click
+    assert again.status_code == 200
+    assert "already imported" in again.content.decode()
+    assert Listing.objects.count() == 1
+    assert Event.objects.filter(verb="import").count() == 1
