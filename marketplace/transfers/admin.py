@@ -174,7 +174,7 @@ class TransferJobAdmin(ModelAdmin):
 
     list_display = ["__str__", "display_status", "display_progress", "file_name", "created_at", "finished_at"]
     list_filter = ["kind", "status"]
-    readonly_fields = ["kind", "resource", "display_status", "display_progress", "file_name", "created_at"]
+    readonly_fields = ["kind", "resource", "status", "display_progress", "file_name", "created_at", "finished_at"]
     fields = readonly_fields
     change_form_outer_after_template = "admin/transfers/job_detail.html"
 

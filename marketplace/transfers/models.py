@@ -45,6 +45,8 @@ class TransferJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "import or export"
+        verbose_name_plural = "imports and exports"
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["actor", "-created_at"], name="transferjob_actor_idx")]
         permissions = [
