@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from django import forms
 from django.contrib import messages
 from django.core import checks
+from django.core.exceptions import EmptyResultSet
 from django.core.paginator import Paginator
 from django.db import connections
 from django.http import Http404, HttpResponse
@@ -41,7 +42,10 @@ class EstimatedCountPaginator(Paginator):
         capped = queryset[: self.THRESHOLD + 1].count()
         if connections[queryset.db].vendor != "postgresql":
             return capped if capped <= self.THRESHOLD else queryset.count()
-        sql, params = queryset.values("pk").query.sql_with_params()
+        try:
+            sql, params = queryset.values("pk").query.sql_with_params()
+        except EmptyResultSet:  # a queryset known to be empty (`.none()`, `pk__in=[]`): nothing to ask
+            return capped
         with connections[queryset.db].cursor() as cursor:
             cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
             plan = cursor.fetchone()[0]

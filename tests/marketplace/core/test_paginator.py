@@ -62,3 +62,17 @@ def test_a_page_is_read_ids_first_in_the_lists_order(monkeypatch):
     sqls = [q["sql"] for q in ctx.captured_queries]
     ids_query = next(sql for sql in sqls if "OFFSET 5" in sql)
     assert ids_query.startswith('SELECT "audit_event"."id" AS "pk" FROM')  # narrow: the ids only
+
+
+def test_an_empty_queryset_counts_zero_and_pages_without_error():
+    _events(3)
+    paginator = EstimatedCountPaginator(Event.objects.none().order_by("-pk"), 5)
+    assert paginator.count == 0
+    assert list(paginator.page(1)) == []
+
+
+def test_a_search_that_matches_nothing_by_shape_is_an_empty_page(admin_client):
+    # payout runs are searched by id only: a text search is an empty list, not a 500
+    response = admin_client.get(reverse("admin:payouts_payoutrun_changelist"), {"q": "no such run"})
+    assert response.status_code == 200
+    assert list(response.context["cl"].result_list) == []
