@@ -51,7 +51,8 @@ def browser():
 
 @pytest.fixture
 def page(browser, live_server, request):
-    """A fresh browser context on the live server; `page.shot(name)` saves a full-page screenshot."""
+    """A fresh browser context on the live server; `page.shot(name)` saves a full-page screenshot,
+    `page.submit(selector)` clicks a submit button and waits for the next page."""
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1440, "height": 900})
     context.set_default_timeout(15_000)
     page = context.new_page()
@@ -64,7 +65,13 @@ def page(browser, live_server, request):
         page.screenshot(path=str(path), full_page=True)
         return path
 
+    def submit(selector: str) -> None:
+        """Click a form's submit button and wait for the page it leads to (not the one being left)."""
+        with page.expect_navigation():
+            page.click(selector)
+
     page.shot = shot
+    page.submit = submit
     yield page
     context.close()
 

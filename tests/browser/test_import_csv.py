@@ -40,7 +40,7 @@ def test_csv_with_one_bad_row_shows_the_error_and_imports_nothing(page, admin_lo
     # a file whose fourth row (spreadsheet row 4) has a price that is not a number
     choose_file(page, "listings.csv", HEADER + GOOD_ROWS[0] + GOOD_ROWS[1] + BAD_ROW + GOOD_ROWS[2])
     page.shot("import-form")
-    page.click("form[enctype='multipart/form-data'] button[type=submit]")
+    page.submit("form[enctype='multipart/form-data'] button[type=submit]")
     body = page.inner_text("body")
     assert "1 row(s) have errors, so nothing will be imported" in body
     assert "'forty' is not a number." in body
@@ -53,11 +53,11 @@ def test_csv_with_one_bad_row_shows_the_error_and_imports_nothing(page, admin_lo
 
     # the corrected file previews three new rows and imports them on confirmation
     choose_file(page, "listings-fixed.csv", HEADER + "".join(GOOD_ROWS))
-    page.click("form[enctype='multipart/form-data'] button[type=submit]")
+    page.submit("form[enctype='multipart/form-data'] button[type=submit]")
     page.wait_for_selector("form[action$='/process_import/']")
     assert "Hedge trimming" in page.inner_text("table.import-preview-table")
     page.shot("preview-ready")
-    page.click("form[action$='/process_import/'] button[type=submit]")
+    page.submit("form[action$='/process_import/'] button[type=submit]")
     page.wait_for_url("**/admin/catalog/listing/")
     page.shot("imported")
     assert sorted(Listing.objects.values_list("title", flat=True)) == ["Hedge trimming", "Lawn mowing", "Leaf clearing"]
@@ -75,13 +75,13 @@ def test_large_csv_is_checked_by_a_job_then_confirmed(page, admin_login, setting
     admin_login(lead)
     page.goto("/admin/catalog/listing/import/")
     choose_file(page, "visits.csv", HEADER + rows)
-    page.click("form[enctype='multipart/form-data'] button[type=submit]")
+    page.submit("form[enctype='multipart/form-data'] button[type=submit]")
     # the django-q2 task checked the file (tests run tasks synchronously); the job waits for a person
     page.wait_for_selector("#transfer-job[data-status=ready]")
     assert "All 40 rows are valid" in page.inner_text("#transfer-job")
     assert Listing.objects.count() == 0
     page.shot("job-ready-to-confirm")
-    page.click("#transfer-job button[type=submit]")
+    page.submit("#transfer-job button[type=submit]")
     page.wait_for_selector("#transfer-job[data-status=done]")
     assert "40 imported." in page.inner_text("#transfer-job")
     page.shot("job-done")

@@ -33,7 +33,7 @@ def test_agent_moderates_only_their_partners_queue(page, admin_login):
     page.click(f"a[href*='/catalog/listing/{good.pk}/change/']")
     page.click("a:has-text('Approve')")
     page.shot("approve-confirmation")
-    page.click("form[data-workflow] button[type=submit]")
+    page.submit("form[data-workflow] button[type=submit]")
     assert f"{good} is approved and published." in page.inner_text("body")
     page.shot("approved")
 
@@ -42,7 +42,7 @@ def test_agent_moderates_only_their_partners_queue(page, admin_login):
     page.click("a:has-text('Reject')")
     page.fill("textarea[name=reason]", "Claims we cannot verify; please describe the actual service.")
     page.shot("reject-with-reason")
-    page.click("form[data-workflow] button[type=submit]")
+    page.submit("form[data-workflow] button[type=submit]")
     page.shot("rejected")
 
     good.refresh_from_db()
