@@ -53,6 +53,7 @@ SCHEDULES: list[ScheduleSpec] = [
         minutes_setting="MARKETPLACE_RECONCILE_MINUTES",
     ),
     ScheduleSpec("cms publish scheduled", "cms.tasks.publish_scheduled", minutes=1),
+    ScheduleSpec("transfer files prune", "marketplace.transfers.tasks.transfer_files_prune", minutes=24 * 60),
 ]
 
 

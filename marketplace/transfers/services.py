@@ -214,3 +214,36 @@ def export_job_run(*, job_id: int) -> str:
         _finish(job_id, J.FAILED, message=f"The export failed: {exc}")
         raise
     return J.DONE
+
+
+# --- housekeeping ------------------------------------------------------------------------------------
+
+UPLOADS_FOLDER = "django-import-export"  # where the admin keeps an upload until it is confirmed
+
+
+def transfer_files_prune(*, now=None) -> dict[str, int]:
+    """Delete the files of finished jobs older than MARKETPLACE_TRANSFER_FILES_DAYS and uploads never
+    confirmed within a day. The job rows stay (they are the record); their file field is cleared."""
+    from datetime import timedelta
+
+    from django.core.files.storage import default_storage
+
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.MARKETPLACE_TRANSFER_FILES_DAYS)
+    jobs = 0
+    for job in TransferJob.objects.filter(created_at__lt=cutoff).exclude(file="").only("pk", "file"):
+        job.file.delete(save=False)
+        TransferJob.objects.filter(pk=job.pk).update(file="")
+        jobs += 1
+    uploads = 0
+    stale = now - timedelta(days=1)
+    try:
+        _, names = default_storage.listdir(UPLOADS_FOLDER)
+    except FileNotFoundError:
+        names = []
+    for name in names:
+        path = f"{UPLOADS_FOLDER}/{name}"
+        if default_storage.get_modified_time(path) < stale:
+            default_storage.delete(path)
+            uploads += 1
+    return {"job_files": jobs, "uploads": uploads}

@@ -13,3 +13,8 @@ def import_job_run(job_id: int) -> str:
 
 def export_job_run(job_id: int) -> str:
     return services.export_job_run(job_id=job_id)
+
+
+def transfer_files_prune() -> dict[str, int]:
+    """Scheduled daily: old job files and unconfirmed uploads."""
+    return services.transfer_files_prune()

@@ -53,6 +53,8 @@ MARKETPLACE_SITE_URL = env.str("MARKETPLACE_SITE_URL", default="")
 # a django-q2 task with its progress in the admin instead of inside the request.
 MARKETPLACE_IMPORT_INLINE_MAX_BYTES = env.int("MARKETPLACE_IMPORT_INLINE_MAX_BYTES", default=512 * 1024)
 MARKETPLACE_EXPORT_INLINE_MAX_ROWS = env.int("MARKETPLACE_EXPORT_INLINE_MAX_ROWS", default=5_000)
+# Export files and import files of finished jobs are deleted after this many days (the rows stay).
+MARKETPLACE_TRANSFER_FILES_DAYS = env.int("MARKETPLACE_TRANSFER_FILES_DAYS", default=7)
 # Our imports write their own audit events (one per object and one per file), not LogEntry rows.
 IMPORT_EXPORT_SKIP_ADMIN_LOG = True
 # The upload waits for its confirmation in the media storage, which every web process shares

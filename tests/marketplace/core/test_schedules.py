@@ -43,9 +43,10 @@ def test_schedules_command_registers_every_schedule():
         "marketplace.payouts.tasks.payout_run": 60,
         "marketplace.ledger.tasks.ledger_reconcile_check": 60,
         "cms.tasks.publish_scheduled": 1,
+        "marketplace.transfers.tasks.transfer_files_prune": 24 * 60,
     }
     assert all(s.schedule_type == Schedule.MINUTES and s.repeats == -1 for s in registered.values())
-    assert "7 created" in out
+    assert "8 created" in out
 
 
 def test_schedules_command_twice_changes_nothing():
@@ -60,7 +61,7 @@ def test_schedules_command_twice_changes_nothing():
     assert rows() == before
     assert Schedule.objects.count() == len(SCHEDULES)
     assert Schedule.objects.get(name=f"{PREFIX}payout run").next_run == later
-    assert "0 created, 0 updated, 0 deleted, 7 unchanged" in out
+    assert "0 created, 0 updated, 0 deleted, 8 unchanged" in out
 
 
 def test_schedules_changed_interval_updates_the_row_in_place(settings):
