@@ -130,7 +130,9 @@ def _default_admin_site():
 
     class DefaultBookingAdmin(admin.ModelAdmin):
         list_display = DEFAULT_LIST_DISPLAY
-        list_filter = BookingAdmin.list_filter
+        # Django's own status filter (ours are unfold widgets whose autocompletes need their related
+        # admins registered on the same site); the partner in the filtered case is a URL lookup.
+        list_filter = ["status"]
         ordering = BookingAdmin.ordering
 
     site.register(Booking, DefaultBookingAdmin)
