@@ -60,6 +60,16 @@ class ScopedImportMixin(ImportMixin):
         else:
             super().add_data_read_fail_error_to_form(form, e)
 
+    def create_import_form(self, request):
+        form = super().create_import_form(request)
+        limit = services.import_max_bytes()
+        upload = request.FILES.get("import_file")
+        if upload is not None and upload.size > limit:
+            # checked before anything reads the file; the form shows it like any other error
+            form.full_clean()
+            form.add_error("import_file", f"The file is larger than {_size(limit)}: split it into parts.")
+        return form
+
     def import_action(self, request, **kwargs):
         if request.method == "POST" and self.has_import_permission(request):
             form = self.create_import_form(request)
@@ -146,6 +156,10 @@ class ScopedExportMixin(ExportMixin):
             messages.info(request, f"More than {limit:,} rows: the file is being written in the background.")
             return HttpResponseRedirect(job_url(job))
         return super()._do_file_export(file_format, request, queryset, export_form=export_form)
+
+
+def _size(count: int) -> str:
+    return f"{count / (1024 * 1024):g} MB" if count >= 1024 * 1024 else f"{count / 1024:g} KB"
 
 
 def _filters(request) -> str:

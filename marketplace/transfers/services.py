@@ -29,6 +29,10 @@ def import_inline_max_bytes() -> int:
     return settings.MARKETPLACE_IMPORT_INLINE_MAX_BYTES
 
 
+def import_max_bytes() -> int:
+    return settings.MARKETPLACE_IMPORT_MAX_BYTES
+
+
 def export_inline_max_rows() -> int:
     return settings.MARKETPLACE_EXPORT_INLINE_MAX_ROWS
 

@@ -52,6 +52,8 @@ MARKETPLACE_SITE_URL = env.str("MARKETPLACE_SITE_URL", default="")
 # Imports and exports (django-import-export). A larger upload, or an export of more rows, runs as
 # a django-q2 task with its progress in the admin instead of inside the request.
 MARKETPLACE_IMPORT_INLINE_MAX_BYTES = env.int("MARKETPLACE_IMPORT_INLINE_MAX_BYTES", default=512 * 1024)
+# No import file may be larger than this (a 100,000-listing CSV is about 14 MB).
+MARKETPLACE_IMPORT_MAX_BYTES = env.int("MARKETPLACE_IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
 MARKETPLACE_EXPORT_INLINE_MAX_ROWS = env.int("MARKETPLACE_EXPORT_INLINE_MAX_ROWS", default=5_000)
 # Export files and import files of finished jobs are deleted after this many days (the rows stay).
 MARKETPLACE_TRANSFER_FILES_DAYS = env.int("MARKETPLACE_TRANSFER_FILES_DAYS", default=7)

@@ -291,3 +291,13 @@ def test_listing_import_confirmed_twice_writes_once(client, lead, catalogue):
     assert "already imported" in again.content.decode()
     assert Listing.objects.count() == 1
     assert Event.objects.filter(verb="import").count() == 1
+
+
+def test_import_file_over_the_limit_is_refused_before_reading(client, lead, settings):
+    settings.MARKETPLACE_IMPORT_MAX_BYTES = 1024
+    client.force_login(lead)
+    response = upload(client, "catalog_listing", LISTING_HEADER.encode() + b"x" * 2000)
+    assert response.status_code == 200
+    assert "The file is larger than 1 KB" in str(response.context["form"].errors["import_file"])
+    assert "result" not in response.context
+    assert Listing.objects.count() == 0
