@@ -22,7 +22,10 @@ def _job(days_old: int) -> TransferJob:
     return TransferJob.objects.get(pk=job.pk)
 
 
-def test_prune_removes_old_job_files_and_stale_uploads_only(settings):
+def test_prune_removes_old_job_files_and_stale_uploads_only(settings, tmp_path):
+    # a media folder of its own: other tests on this worker leave uploads in the shared one
+    settings.MEDIA_ROOT = str(tmp_path)
+    assert default_storage.path("x") == str(tmp_path / "x")
     settings.MARKETPLACE_TRANSFER_FILES_DAYS = 7
     old, recent = _job(days_old=8), _job(days_old=1)
     upload = default_storage.save(f"{UPLOADS_FOLDER}/abc123", ContentFile(b"title\nx\n"))
