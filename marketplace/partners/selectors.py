@@ -42,6 +42,22 @@ def in_subquery(field: str, subquery) -> Q:
     return Q(InArray(F(field), subquery.order_by()))  # a default ordering would only sort the array
 
 
+def granted_rows_q(model, *branches: Q) -> Q:
+    """Rows of `model` matching any branch, as `pk IN (SELECT pk ... WHERE b1 UNION ALL SELECT pk ... WHERE b2 ...)`.
+
+    For a big table whose grant kinds sit on different columns (bookings: partner or category).
+    Each branch is a plain `IN (subquery)` over the grant tables, which PostgreSQL turns into a
+    join whose size it estimates from those tables' statistics (one granted partner: that
+    partner's rows), so it reads the granted rows through the partner index, collects their ids and
+    fetches, counts or sorts only those: the cost follows the user's rows, not the table's. An `OR` of
+    the branches (or of `= ANY(ARRAY(...))`) is planned before the grants are known, for ~70% of the
+    table, and walks the whole `created_at` index for a deep page. A `pk = X` on the outer query
+    reaches every branch (the semi-join is on pk), so single-row checks stay index lookups.
+    """
+    parts = [model.objects.filter(branch).values("pk").order_by() for branch in branches]
+    return Q(pk__in=parts[0].union(*parts[1:], all=True)) if len(parts) > 1 else Q(pk__in=parts[0])
+
+
 def scope_is_global(user) -> bool:
     """Superusers and holders of `operate_all_partners` (leads, finance) see every partner."""
     return user.is_superuser or user.has_perm("partners.operate_all_partners")
