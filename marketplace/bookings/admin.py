@@ -9,7 +9,7 @@ from marketplace.bookings import services
 from marketplace.bookings.models import Booking
 from marketplace.bookings.resources import BookingExportResource
 from marketplace.bookings.selectors import booking_for_user
-from marketplace.core.admin import Step, WorkflowAdmin, step_action
+from marketplace.core.admin import Step, WorkflowAdmin, offered_in, step_action
 from marketplace.core.admin_filters import DayRangeFilter, ScopedAutocompleteFilter, search_by_shape
 from marketplace.core.exceptions import InvalidInput
 from marketplace.payments.services import checkout
@@ -70,6 +70,7 @@ class BookingAdmin(ScopedExportMixin, WorkflowAdmin):
     list_select_related = ("listing", "client", "partner")
     ordering = ("-created_at", "-id")
     actions_detail = ["accept", "decline", "complete", "cancel"]
+    step_offered = {name: offered_in(services.TRANSITIONS, name) for name in actions_detail}
 
     def get_search_results(self, request, queryset, search_term):
         return search_by_shape(

@@ -22,7 +22,7 @@ from marketplace.catalog.resources import (
     ListingImportResource,
 )
 from marketplace.catalog.selectors import listing_for_user
-from marketplace.core.admin import Step, WorkflowAdmin, step_action
+from marketplace.core.admin import Step, WorkflowAdmin, offered_in, step_action
 from marketplace.core.admin_filters import DayRangeFilter, ScopedAutocompleteFilter, search_by_shape
 from marketplace.transfers.admin import ScopedImportExportMixin
 
@@ -150,6 +150,15 @@ class ListingAdmin(ScopedImportExportMixin, WorkflowAdmin):
         "suspend",
         "reinstate",
     ]
+    step_offered = {
+        "approve": offered_in(services.TRANSITIONS, "approve"),
+        "request_changes": offered_in(services.TRANSITIONS, "request_changes"),
+        "reject": offered_in(services.TRANSITIONS, "reject"),
+        "approve_revision": lambda listing: listing.pending_changes is not None,
+        "reject_revision": lambda listing: listing.pending_changes is not None,
+        "suspend": offered_in(services.TRANSITIONS, "suspend"),
+        "reinstate": offered_in(services.TRANSITIONS, "reinstate"),
+    }
 
     def get_search_results(self, request, queryset, search_term):
         # One indexed predicate per search, chosen by what was typed (see search_by_shape).

@@ -223,6 +223,13 @@ def step_action(name: str, step: Step, **action_options):
     return action(**action_options)(run)
 
 
+def offered_in(table, *transitions: str) -> Callable:
+    """A detail button's test for `WorkflowAdmin.step_offered`: the object's state is one that any of
+    `transitions` (names in the app's TRANSITIONS table) may start from."""
+    sources = frozenset().union(*(table[name][0] for name in transitions))
+    return lambda obj: obj.status in sources
+
+
 class TimelineMixin:
     """Below each change form: the object's timeline (audit events and internal notes) and a note box.
 
@@ -293,6 +300,22 @@ class WorkflowAdmin(TimelineMixin, ScopedReadOnlyAdmin):
     """
 
     workflow_template = "admin/workflow/confirm.html"
+    # The detail buttons the object's state offers: action name -> test on the object (see
+    # `offered_in`). A button not listed is always shown. This only spares people buttons that
+    # cannot apply now; the service still checks the state of whatever is posted.
+    step_offered: dict[str, Callable] = {}
+
+    def get_actions_detail(self, request, object_id):
+        actions = super().get_actions_detail(request, object_id)
+        obj = self.get_object(request, object_id) if self.step_offered else None
+        if obj is None:
+            return actions
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}_"
+        return [
+            action
+            for action in actions
+            if (offered := self.step_offered.get(action.action_name.removeprefix(prefix))) is None or offered(obj)
+        ]
 
     def workflow(self, request, object_id, step: Step) -> HttpResponse:
         obj = self.get_object(request, object_id)

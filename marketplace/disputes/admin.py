@@ -18,7 +18,7 @@ from unfold.widgets import (
 )
 
 from marketplace.accounts.models import User
-from marketplace.core.admin import Step, WorkflowAdmin, step_action
+from marketplace.core.admin import Step, WorkflowAdmin, offered_in, step_action
 from marketplace.core.admin_filters import DayRangeFilter, ScopedAutocompleteFilter, search_by_shape
 from marketplace.disputes import services
 from marketplace.disputes.models import Dispute
@@ -123,6 +123,15 @@ class DisputeAdmin(ScopedExportMixin, WorkflowAdmin):
         "approve_resolution",
         "withdraw",
     ]
+    step_offered = {
+        "assign": lambda dispute: dispute.status in services.OPEN,
+        "request_response": offered_in(services.TRANSITIONS, "request_response"),
+        "start_review": offered_in(services.TRANSITIONS, "start_review"),
+        "escalate": offered_in(services.TRANSITIONS, "escalate"),
+        "resolve": offered_in(services.TRANSITIONS, "resolve_release", "resolve_partial_refund", "resolve_full_refund"),
+        "approve_resolution": lambda dispute: bool(dispute.proposed_outcome),
+        "withdraw": offered_in(services.TRANSITIONS, "withdraw"),
+    }
 
     def get_search_results(self, request, queryset, search_term):
         return search_by_shape(

@@ -9,7 +9,7 @@ from unfold.contrib.filters.admin import ChoicesDropdownFilter, RadioFilter, Ran
 from unfold.decorators import action, display
 from unfold.enums import ActionVariant
 
-from marketplace.core.admin import ScopedReadOnlyAdmin, Step, WorkflowAdmin, step_action
+from marketplace.core.admin import ScopedReadOnlyAdmin, Step, WorkflowAdmin, offered_in, step_action
 from marketplace.core.admin_filters import DayRangeFilter, ScopedAutocompleteFilter, search_by_shape
 from marketplace.core.exceptions import ApplicationError, TransitionNotAllowed
 from marketplace.partners.selectors import scope_is_global
@@ -107,6 +107,15 @@ class PayoutAdmin(ScopedExportMixin, WorkflowAdmin):
     inlines = [PayoutAttemptInline]
     actions = ["approve_selected"]
     actions_detail = ["hold", "release_hold", "request_approval", "approve", "reject", "retry", "cancel"]
+    step_offered = {
+        "hold": offered_in(services.TRANSITIONS, "hold"),
+        "release_hold": offered_in(services.TRANSITIONS, "release"),
+        "request_approval": offered_in(services.TRANSITIONS, "request_approval"),
+        "approve": offered_in(services.TRANSITIONS, "approve"),
+        "reject": offered_in(services.TRANSITIONS, "reject"),
+        "retry": offered_in(services.TRANSITIONS, "retry"),
+        "cancel": offered_in(services.TRANSITIONS, "cancel"),
+    }
 
     def get_search_results(self, request, queryset, search_term):
         return search_by_shape(

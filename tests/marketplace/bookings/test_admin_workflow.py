@@ -202,9 +202,11 @@ def test_the_buttons_show_only_to_operators(client):
     booking.refresh_from_db()
     assert booking.status == S.AUTHORIZED
 
+    # an operator sees the buttons an authorized booking's state allows (it cannot be completed yet)
     client.force_login(_operator(booking.partner))
     page = client.get(change_url).content.decode()
-    assert all(_url(step, booking) in page for step in ("accept", "decline", "complete", "cancel"))
+    shown = {step for step in ("accept", "decline", "complete", "cancel") if _url(step, booking) in page}
+    assert shown == {"accept", "decline", "cancel"}
 
 
 def test_the_changelist_shows_state_and_money_in_a_fixed_number_of_queries(client):

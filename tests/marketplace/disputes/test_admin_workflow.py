@@ -283,9 +283,10 @@ def test_the_buttons_show_by_permission(client):
     dispute.refresh_from_db()
     assert dispute.status == S.OPENED
 
+    # a lead holds every permission: every step an opened dispute allows (no refund is proposed yet)
     client.force_login(staff(StaffGroup.OPERATIONS_LEAD))
     page = client.get(change_url).content.decode()
-    assert all(_url(step, dispute) in page for step in steps)
+    assert {step for step in steps if _url(step, dispute) in page} == set(steps) - {"approve_resolution"}
 
 
 def test_the_changelist_shows_state_money_and_assignee_in_a_fixed_number_of_queries(client):
