@@ -12,6 +12,7 @@ from marketplace.bookings.selectors import booking_for_user
 from marketplace.core.admin import Step, WorkflowAdmin, offered_in, step_action
 from marketplace.core.admin_filters import DayRangeFilter, ScopedAutocompleteFilter, search_by_shape
 from marketplace.core.exceptions import InvalidInput
+from marketplace.ledger.selectors import booking_money
 from marketplace.payments.services import checkout
 from marketplace.transfers.admin import ScopedExportMixin
 
@@ -76,6 +77,9 @@ class BookingAdmin(ScopedExportMixin, WorkflowAdmin):
         return search_by_shape(
             queryset, search_term, number=("pk",), email=("client__email",), text=("listing__title__istartswith",)
         )
+
+    def change_page_panels(self, request, obj) -> dict:
+        return {"money": booking_money(obj.pk)}
 
     @display(description="Status", label=STATE_COLOURS, ordering="status")
     def display_status(self, obj):

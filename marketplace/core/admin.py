@@ -263,7 +263,12 @@ class TimelineMixin:
                 extra_context["note_add_url"] = reverse(
                     f"admin:{self.opts.app_label}_{self.opts.model_name}_note_add", args=[obj.pk]
                 )
+                extra_context.update(self.change_page_panels(request, obj))
         return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def change_page_panels(self, request, obj) -> dict:
+        """More context for the panels above the timeline (e.g. `money`, a BookingMoney)."""
+        return {}
 
     def note_add_view(self, request, object_id):
         """POST a note onto the object's timeline: anyone who may see the object (in scope)."""

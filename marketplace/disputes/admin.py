@@ -24,6 +24,7 @@ from marketplace.disputes import services
 from marketplace.disputes.models import Dispute
 from marketplace.disputes.resources import DisputeExportResource
 from marketplace.disputes.selectors import dispute_for_user
+from marketplace.ledger.selectors import booking_money
 from marketplace.transfers.admin import ScopedExportMixin
 
 S = Dispute.Status
@@ -141,6 +142,9 @@ class DisputeAdmin(ScopedExportMixin, WorkflowAdmin):
             email=("opened_by__email",),
             text=("booking__listing__title__istartswith",),
         )
+
+    def change_page_panels(self, request, obj) -> dict:
+        return {"money": booking_money(obj.booking_id)}
 
     @display(description="Status", label=STATE_COLOURS, ordering="status")
     def display_status(self, obj):

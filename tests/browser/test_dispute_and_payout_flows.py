@@ -32,9 +32,15 @@ def test_dispute_resolved_with_a_partial_refund(page, admin_login):
     page.shot("resolve-partial-refund")
     page.submit("form[data-workflow] button[type=submit]")
     assert "is resolved: resolved: partial refund." in page.inner_text("body")
+    page.locator("[data-money]").scroll_into_view_if_needed()
+    page.shot("resolved-with-ledger")
     page.locator("[data-timeline]").scroll_into_view_if_needed()
     page.shot("resolved-with-timeline")
 
+    # the booking's ledger on the page: the refund's cash credit, and what each side is left with
+    money = page.inner_text("[data-money]")
+    assert "Refund" in money
+    assert page.inner_text("[data-money] [data-total=cash]") == f"{dispute.booking.amount - Decimal('30.00')} EUR"
     timeline = page.inner_text("[data-timeline]")
     assert "dispute.resolve_partial_refund" in timeline
     assert "Half the hedge was left untrimmed" in timeline
