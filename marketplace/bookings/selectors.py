@@ -5,9 +5,17 @@ from django.db.models import Q
 from marketplace.bookings.models import Booking
 from marketplace.catalog.selectors import granted_category_ids
 from marketplace.partners.models import PartnerGroupObjectPermission, PartnerUserObjectPermission
-from marketplace.partners.selectors import SCOPE_CODENAME, can_operate, granted_ids, granted_rows_q, scope_is_global
+from marketplace.partners.selectors import (
+    SCOPE_CODENAME,
+    can_operate,
+    granted_ids,
+    granted_rows_q,
+    scope_is_global,
+    scope_selector,
+)
 
 
+@scope_selector
 def booking_for_user(user):
     """Bookings a staff user may see and act on, through partner or category grants.
 

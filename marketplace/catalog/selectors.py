@@ -10,6 +10,7 @@ from marketplace.partners.selectors import (
     partner_scope_q,
     permission_id,
     scope_is_global,
+    scope_selector,
 )
 
 SCOPE_CODENAME = "operate_category"
@@ -34,6 +35,7 @@ def granted_category_ids(user):
     return Category.objects.filter(Q(Exists(direct)) | Q(Exists(via_group))).values("pk")
 
 
+@scope_selector
 def listing_for_user(user):
     """Listings a staff user may see and act on: their partners' and their categories' (and below)."""
     if not can_operate(user):

@@ -6,7 +6,7 @@ from django.db.models import Q
 from marketplace.bookings.models import Booking
 from marketplace.catalog.selectors import granted_category_ids
 from marketplace.disputes.models import OPEN_STATES, Dispute, DisputeGroupObjectPermission, DisputeUserObjectPermission
-from marketplace.partners.selectors import can_operate, granted_q, partner_scope_q, scope_is_global
+from marketplace.partners.selectors import can_operate, granted_q, partner_scope_q, scope_is_global, scope_selector
 
 
 def dispute_grant_q(user) -> Q:
@@ -34,6 +34,7 @@ def dispute_category_q(user) -> Q:
     return Q(booking__in=Booking.objects.filter(category__in=granted_category_ids(user)).values("pk"))
 
 
+@scope_selector
 def dispute_for_user(user):
     if not can_operate(user):
         return Dispute.objects.none()

@@ -8,6 +8,8 @@ instead of walking the whole table and probing a hash per row, which is what `IN
 plans to. A correlated EXISTS under the OR of several grant kinds would be re-run for every row.
 """
 
+import functools
+
 from django.contrib.auth.models import Permission
 from django.db.models import F, Q, Subquery
 from django.db.models.lookups import In
@@ -58,6 +60,37 @@ def granted_rows_q(model, *branches: Q) -> Q:
     return Q(pk__in=parts[0].union(*parts[1:], all=True)) if len(parts) > 1 else Q(pk__in=parts[0])
 
 
+class _ScopeCache(dict):
+    """The built querysets on a user object. Never pickled: a pickled queryset runs its query."""
+
+    def __reduce__(self):
+        return (_ScopeCache, ())
+
+
+def scope_selector(selector):
+    """Build a `<model>_for_user(user)` queryset once per user object and hand out clones.
+
+    The queryset is SQL whose subqueries read the grants when it runs, so a built one stays right
+    for as long as the user object lives (a request, in the admin): only `can_operate` and
+    `scope_is_global` are decided in Python, from the user's flags (part of the key) and
+    `has_perm`, which Django already caches on the same object. Building a scoped user's queryset
+    costs the ORM 0.6-4 ms (bookings' union the most), and one admin page asks for several (the list,
+    its count, the sidebar's badges); a clone costs microseconds.
+    """
+
+    @functools.wraps(selector)
+    def built_once(user):
+        if user is None:
+            return selector(user)
+        cache = user.__dict__.setdefault("_scope_querysets", _ScopeCache())
+        key = (selector, user.pk, user.is_authenticated, user.is_active, user.is_staff, user.is_superuser)
+        if key not in cache:
+            cache[key] = selector(user)
+        return cache[key].all()
+
+    return built_once
+
+
 def scope_is_global(user) -> bool:
     """Superusers and holders of `operate_all_partners` (leads, finance) see every partner."""
     return user.is_superuser or user.has_perm("partners.operate_all_partners")
@@ -98,6 +131,7 @@ def partner_scope_q(user, partner_field: str = "partner") -> Q:
     )
 
 
+@scope_selector
 def partner_for_user(user):
     """The partners a staff user may operate on."""
     if not can_operate(user):

@@ -10,13 +10,14 @@ from django.utils import timezone
 
 from marketplace.bookings.models import Booking
 from marketplace.core.money import ZERO
-from marketplace.partners.selectors import can_operate, partner_scope_q, scope_is_global
+from marketplace.partners.selectors import can_operate, partner_scope_q, scope_is_global, scope_selector
 from marketplace.payments.models import Refund
 from marketplace.payouts.models import Payout, PayoutItem
 
 SETTLED = ("completed", "resolved", "closed")
 
 
+@scope_selector
 def payout_for_user(user):
     if not can_operate(user):
         return Payout.objects.none()

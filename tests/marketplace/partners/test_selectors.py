@@ -208,3 +208,52 @@ def test_scope_grants_compile_to_in_subquery_on_sqlite(corners):
         # then it falls back to IN (subquery), which SQLite understands
         assert "ANY(" not in sql, sql
         assert " IN (SELECT" in sql, sql
+
+
+# --- Built once per user object ---------------------------------------------------------------
+
+
+def _timed(fn, *args) -> float:
+    import time
+
+    started = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - started
+
+
+def test_a_scope_is_built_once_per_user_object_and_still_reads_the_grants_when_it_runs():
+    import pickle
+    import time
+
+    from django.test.utils import CaptureQueriesContext
+
+    from marketplace.partners.services import partner_scope_revoke
+
+    # given an agent granted one partner that has a booking
+    booking = flows.booking_in("requested")
+    agent = User.objects.get(pk=staff(StaffGroup.OPERATIONS_AGENT, scope=booking.partner).pk)
+
+    # when the scope is asked for twice
+    started = time.perf_counter()
+    first = booking_for_user(agent)
+    built = time.perf_counter() - started
+    second = booking_for_user(agent)
+    cloned = min(_timed(booking_for_user, agent) for _ in range(5))  # the best of 5: no GC pause
+
+    # then the second is a clone of the first (the same SQL, its own object) and far cheaper
+    assert second is not first and str(second.query) == str(first.query)
+    assert cloned < built / 10, (cloned, built)
+    assert list(second) == [booking]
+
+    # and the grants are still read when the query runs: a revoke empties the very same user's scope
+    partner_scope_revoke(partner=booking.partner, grantee=agent)
+    assert list(booking_for_user(agent)) == []
+    # and a change of the user's flags is a different key: a deactivated user sees nothing
+    agent.is_active = False
+    assert booking_for_user(agent).query.is_empty()
+
+    # and pickling the user neither runs the cached queries nor carries them along
+    with CaptureQueriesContext(connection) as queries:
+        copy = pickle.loads(pickle.dumps(agent))
+    assert len(queries) == 0
+    assert not copy.__dict__.get("_scope_querysets")
