@@ -4,11 +4,9 @@ from django.db.models import Q
 
 from marketplace.bookings.models import Booking
 from marketplace.catalog.selectors import granted_category_ids
-from marketplace.partners.models import PartnerGroupObjectPermission, PartnerUserObjectPermission
 from marketplace.partners.selectors import (
-    SCOPE_CODENAME,
     can_operate,
-    granted_ids,
+    granted_partner_ids,
     granted_rows_q,
     scope_is_global,
     scope_selector,
@@ -27,13 +25,7 @@ def booking_for_user(user):
         return Booking.objects.none()
     if scope_is_global(user):
         return Booking.objects.all()
-    direct, via_group = granted_ids(
-        user,
-        PartnerUserObjectPermission,
-        PartnerGroupObjectPermission,
-        app_label="partners",
-        codename=SCOPE_CODENAME,
-    )
+    direct, via_group = granted_partner_ids(user)
     return Booking.objects.filter(
         granted_rows_q(
             Booking,

@@ -119,16 +119,17 @@ def granted_q(field: str, user, user_model, group_model, *, app_label: str, code
     return in_subquery(field, direct) | in_subquery(field, via_group)
 
 
+def granted_partner_ids(user) -> tuple:
+    """The partner ids granted to `user`, as two subqueries: directly, and through their groups."""
+    return granted_ids(
+        user, PartnerUserObjectPermission, PartnerGroupObjectPermission, app_label="partners", codename=SCOPE_CODENAME
+    )
+
+
 def partner_scope_q(user, partner_field: str = "partner") -> Q:
     """Rows whose partner (at `partner_field`) the user was granted directly or through a group."""
-    return granted_q(
-        partner_field,
-        user,
-        PartnerUserObjectPermission,
-        PartnerGroupObjectPermission,
-        app_label="partners",
-        codename=SCOPE_CODENAME,
-    )
+    direct, via_group = granted_partner_ids(user)
+    return in_subquery(partner_field, direct) | in_subquery(partner_field, via_group)
 
 
 @scope_selector
