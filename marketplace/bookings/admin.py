@@ -71,7 +71,7 @@ class BookingAdmin(ScopedExportMixin, WorkflowAdmin):
     list_select_related = ("listing", "client", "partner")
     ordering = ("-created_at", "-id")
     actions_detail = ["accept", "decline", "complete", "cancel"]
-    step_offered = {name: offered_in(services.TRANSITIONS, name) for name in actions_detail}
+    step_offered = {name: offered_in(services.TRANSITIONS, name) for name in services.TRANSITIONS}
 
     def get_search_results(self, request, queryset, search_term):
         return search_by_shape(

@@ -151,13 +151,9 @@ class ListingAdmin(ScopedImportExportMixin, WorkflowAdmin):
         "reinstate",
     ]
     step_offered = {
-        "approve": offered_in(services.TRANSITIONS, "approve"),
-        "request_changes": offered_in(services.TRANSITIONS, "request_changes"),
-        "reject": offered_in(services.TRANSITIONS, "reject"),
+        **{name: offered_in(services.TRANSITIONS, name) for name in services.TRANSITIONS},
         "approve_revision": lambda listing: listing.pending_changes is not None,
         "reject_revision": lambda listing: listing.pending_changes is not None,
-        "suspend": offered_in(services.TRANSITIONS, "suspend"),
-        "reinstate": offered_in(services.TRANSITIONS, "reinstate"),
     }
 
     def get_search_results(self, request, queryset, search_term):

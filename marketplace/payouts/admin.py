@@ -108,13 +108,8 @@ class PayoutAdmin(ScopedExportMixin, WorkflowAdmin):
     actions = ["approve_selected"]
     actions_detail = ["hold", "release_hold", "request_approval", "approve", "reject", "retry", "cancel"]
     step_offered = {
-        "hold": offered_in(services.TRANSITIONS, "hold"),
+        **{name: offered_in(services.TRANSITIONS, name) for name in services.TRANSITIONS},
         "release_hold": offered_in(services.TRANSITIONS, "release"),
-        "request_approval": offered_in(services.TRANSITIONS, "request_approval"),
-        "approve": offered_in(services.TRANSITIONS, "approve"),
-        "reject": offered_in(services.TRANSITIONS, "reject"),
-        "retry": offered_in(services.TRANSITIONS, "retry"),
-        "cancel": offered_in(services.TRANSITIONS, "cancel"),
     }
 
     def get_search_results(self, request, queryset, search_term):
