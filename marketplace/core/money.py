@@ -18,10 +18,46 @@ def quantize(value) -> Decimal:
     return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def split(amount: Decimal, rate: Decimal) -> tuple[Decimal, Decimal]:
-    """Split `amount` into (amount * rate, remainder), both to the cent, summing exactly to `amount`."""
-    part = quantize(amount * rate)
-    return part, amount - part
+def fee_and_share(amount: Decimal, rate: Decimal) -> tuple[Decimal, Decimal]:
+    """Split a booking's price into (platform fee, provider share): the one definition.
+
+    The fee is `amount * rate` rounded half up to the cent (0.125 -> 0.13); the provider's share is
+    the rest, so the two always sum to `amount` exactly. Bookings store the fee when they are made
+    (`Booking.platform_fee`); every later figure (the payable, refunds' split, the payout run's SQL,
+    previews, the demo data) starts from that stored fee, never from a rate again.
+    """
+    amount = quantize(amount)
+    fee = quantize(amount * Decimal(rate))
+    return fee, amount - fee
+
+
+def currency_check(code: str) -> str:
+    """Return `code` if it is in the allow-list (MARKETPLACE_CURRENCIES), else raise InvalidInput."""
+    from django.conf import settings
+
+    from marketplace.core.exceptions import InvalidInput
+
+    code = (code or "").strip().upper()
+    if code not in settings.MARKETPLACE_CURRENCIES:
+        raise InvalidInput(
+            f"Currency {code or '(none)'!r} is not accepted here; use one of {', '.join(settings.MARKETPLACE_CURRENCIES)}."
+        )
+    return code
+
+
+def threshold(name: str, currency: str) -> Decimal:
+    """The money threshold `name` (a per-currency setting, e.g. MARKETPLACE_PAYOUT_APPROVAL_ABOVE) in `currency`.
+
+    Settings refuse to start without a value for every allowed currency, so a missing one here is
+    a currency that is not allowed at all.
+    """
+    from django.conf import settings
+
+    values = getattr(settings, name)
+    try:
+        return values[currency]
+    except KeyError:
+        raise KeyError(f"{name} has no threshold for {currency!r}: not in MARKETPLACE_CURRENCIES") from None
 
 
 class AmountField(models.DecimalField):

@@ -273,7 +273,7 @@ class DisputeAdmin(ScopedExportMixin, WorkflowAdmin):
                 "refund_amount": forms.DecimalField(
                     label=f"Partial refund amount ({currency})",
                     help_text=f"{refundable} {currency} is left on the payment. A refund above "
-                    f"{settings.MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE} {currency} needs a second person's approval.",
+                    f"{settings.MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE.get(currency)} {currency} needs a second person's approval.",
                     required=False,
                     max_digits=12,
                     decimal_places=2,

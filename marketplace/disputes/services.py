@@ -19,7 +19,7 @@ from marketplace.bookings.selectors import booking_for_user
 from marketplace.bookings.services import TRANSITIONS as BOOKING_TRANSITIONS
 from marketplace.bookings.services import booking_apply_transition
 from marketplace.core.exceptions import InvalidInput, NotPermitted, TransitionNotAllowed
-from marketplace.core.money import ZERO, quantize
+from marketplace.core.money import ZERO, quantize, threshold
 from marketplace.core.transitions import guard, lock
 from marketplace.disputes.models import OPEN_STATES, Dispute, DisputeEvidence
 from marketplace.disputes.selectors import dispute_for_user
@@ -380,7 +380,7 @@ def dispute_resolve(
         _require_scope(dispute, actor)
         payment = Payment.objects.get(booking_id=dispute.booking_id)
         refund = _refund_for(outcome, refund_amount, payment)
-        if refund > settings.MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE:
+        if refund > threshold("MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE", payment.currency):
             if (dispute.proposed_outcome, dispute.proposed_refund, dispute.proposed_by_id) == (
                 outcome,
                 refund,

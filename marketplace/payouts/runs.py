@@ -28,6 +28,7 @@ partner; it is for the demo, not for scale.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from django.conf import settings
@@ -80,7 +81,7 @@ new_payouts AS (
     JOIN partners_partner pa ON pa.id = t.partner_id
     CROSS JOIN LATERAL (
         SELECT CASE WHEN pa.risk_flag THEN 'on_hold'
-                    WHEN t.amount > %(approval_above)s THEN 'ready'
+                    WHEN t.amount > (%(approval_above)s::jsonb ->> t.currency)::numeric THEN 'ready'
                     ELSE 'approved' END AS status
     ) s
     RETURNING id, partner_id, currency, amount, status
@@ -265,7 +266,9 @@ def _gather(run: PayoutRun, *, now, cutoff, batch: int) -> None:
                     partners=partners,
                     cutoff=cutoff,
                     hold=hold,
-                    approval_above=settings.MARKETPLACE_PAYOUT_APPROVAL_ABOVE,
+                    approval_above=json.dumps(
+                        {c: str(v) for c, v in settings.MARKETPLACE_PAYOUT_APPROVAL_ABOVE.items()}
+                    ),
                 ),
             )
             created = cursor.fetchall()

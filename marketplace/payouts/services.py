@@ -11,7 +11,7 @@ from django.utils import timezone
 from marketplace.audit.services import event_record
 from marketplace.bookings.models import Booking
 from marketplace.core.exceptions import ApplicationError, InvalidInput, NotPermitted
-from marketplace.core.money import ZERO
+from marketplace.core.money import ZERO, threshold
 from marketplace.core.transitions import guard, lock, lock_many
 from marketplace.ledger.services import ledger_post_payout, ledger_post_payout_reversal
 from marketplace.notifications.services import notify
@@ -268,7 +268,7 @@ def payout_mature(*, payout: Payout) -> Payout:
 
 
 def payout_needs_approval(payout: Payout) -> bool:
-    return payout.amount > settings.MARKETPLACE_PAYOUT_APPROVAL_ABOVE or payout.partner.risk_flag
+    return payout.amount > threshold("MARKETPLACE_PAYOUT_APPROVAL_ABOVE", payout.currency) or payout.partner.risk_flag
 
 
 def payout_auto_approve(*, payout: Payout) -> Payout:
@@ -318,12 +318,12 @@ def payout_approve(*, payout: Payout, actor) -> Payout:
         if payout.requested_by_id == actor.pk:
             raise NotPermitted(f"You requested payout #{payout.pk}; a second person must approve it.")
         _require_approver(payout, actor)
-        if payout.amount > settings.MARKETPLACE_PAYOUT_FINANCE_ABOVE and not (
+        finance_above = threshold("MARKETPLACE_PAYOUT_FINANCE_ABOVE", payout.currency)
+        if payout.amount > finance_above and not (
             actor.is_superuser or actor.groups.filter(name=FINANCE_GROUP).exists()
         ):
             raise NotPermitted(
-                f"Payout #{payout.pk} is above {settings.MARKETPLACE_PAYOUT_FINANCE_ABOVE} {payout.currency}; "
-                "only Finance can approve it."
+                f"Payout #{payout.pk} is above {finance_above} {payout.currency}; only Finance can approve it."
             )
         payout.approved_by = actor
         payout.approved_at = timezone.now()

@@ -1,10 +1,45 @@
 """Business parameters of the marketplace, overridable from the environment."""
 
-from decimal import Decimal
+import re
+from decimal import Decimal, InvalidOperation
+
+from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env
 
-MARKETPLACE_DEFAULT_CURRENCY = env.str("MARKETPLACE_DEFAULT_CURRENCY", default="EUR")
+# The ISO 4217 codes the marketplace trades in. Every door (services, imports, admin) refuses any
+# other code, and no sum, balance, threshold or chart ever adds two currencies.
+MARKETPLACE_CURRENCIES = tuple(env.list("MARKETPLACE_CURRENCIES", default=["EUR", "USD", "GBP"]))
+if not MARKETPLACE_CURRENCIES or any(not re.fullmatch(r"[A-Z]{3}", c) for c in MARKETPLACE_CURRENCIES):
+    raise ImproperlyConfigured(
+        f"MARKETPLACE_CURRENCIES must list ISO 4217 codes such as EUR,USD,GBP; got {MARKETPLACE_CURRENCIES!r}."
+    )
+
+
+def _per_currency(name: str, default: str) -> dict[str, Decimal]:
+    """Read "EUR=500.00,USD=500.00" into {currency: Decimal}; every allowed currency must have one."""
+    raw = env.str(name, default=default)
+    values: dict[str, Decimal] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        code, _, amount = part.partition("=")
+        try:
+            values[code.strip().upper()] = Decimal(amount.strip())
+        except InvalidOperation:
+            raise ImproperlyConfigured(f"{name}: {part!r} is not CURRENCY=AMOUNT (e.g. EUR=500.00).") from None
+    missing = [c for c in MARKETPLACE_CURRENCIES if c not in values]
+    if missing:
+        raise ImproperlyConfigured(
+            f"{name} has no threshold for {', '.join(missing)}: set it as e.g. "
+            f"{name}={','.join(f'{c}=500.00' for c in MARKETPLACE_CURRENCIES)}."
+        )
+    return values
+
+
+MARKETPLACE_DEFAULT_CURRENCY = env.str("MARKETPLACE_DEFAULT_CURRENCY", default=MARKETPLACE_CURRENCIES[0])
+if MARKETPLACE_DEFAULT_CURRENCY not in MARKETPLACE_CURRENCIES:
+    raise ImproperlyConfigured(
+        f"MARKETPLACE_DEFAULT_CURRENCY {MARKETPLACE_DEFAULT_CURRENCY} is not in MARKETPLACE_CURRENCIES."
+    )
 MARKETPLACE_PAYMENT_GATEWAY = env.str(
     "MARKETPLACE_PAYMENT_GATEWAY", default="marketplace.payments.gateway.SandboxGateway"
 )
@@ -30,12 +65,23 @@ MARKETPLACE_PAYOUT_ATTEMPT_STALE_SECONDS = env.int("MARKETPLACE_PAYOUT_ATTEMPT_S
 # Schedules (manage.py schedules): minutes between payout runs and between ledger reconciliation checks.
 MARKETPLACE_PAYOUT_RUN_MINUTES = env.int("MARKETPLACE_PAYOUT_RUN_MINUTES", default=60)
 MARKETPLACE_RECONCILE_MINUTES = env.int("MARKETPLACE_RECONCILE_MINUTES", default=60)
-# Money thresholds
-MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE = Decimal(
-    env.str("MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE", default="500.00")
+# Money thresholds, one per currency of the allow-list: "EUR=500.00,USD=500.00,GBP=450.00".
+# A currency with no threshold stops start-up (below); no threshold is ever compared across currencies.
+MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE = _per_currency(
+    "MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE", "EUR=500.00,USD=500.00,GBP=450.00"
 )
-MARKETPLACE_PAYOUT_APPROVAL_ABOVE = Decimal(env.str("MARKETPLACE_PAYOUT_APPROVAL_ABOVE", default="1000.00"))
-MARKETPLACE_PAYOUT_FINANCE_ABOVE = Decimal(env.str("MARKETPLACE_PAYOUT_FINANCE_ABOVE", default="10000.00"))
+MARKETPLACE_PAYOUT_APPROVAL_ABOVE = _per_currency(
+    "MARKETPLACE_PAYOUT_APPROVAL_ABOVE", "EUR=1000.00,USD=1000.00,GBP=900.00"
+)
+MARKETPLACE_PAYOUT_FINANCE_ABOVE = _per_currency(
+    "MARKETPLACE_PAYOUT_FINANCE_ABOVE", "EUR=10000.00,USD=10000.00,GBP=9000.00"
+)
+# A manual balance adjustment above this needs a second person (four-eyes).
+MARKETPLACE_ADJUSTMENT_SECOND_APPROVAL_ABOVE = _per_currency(
+    "MARKETPLACE_ADJUSTMENT_SECOND_APPROVAL_ABOVE", "EUR=250.00,USD=250.00,GBP=225.00"
+)
+# Reconciliation flags a partner balance that has been negative for longer than this.
+MARKETPLACE_NEGATIVE_BALANCE_ALERT_DAYS = env.int("MARKETPLACE_NEGATIVE_BALANCE_ALERT_DAYS", default=30)
 # Cancellation policy: full refund up to this many hours before start, then a partial one.
 MARKETPLACE_CANCEL_FULL_REFUND_HOURS = env.int("MARKETPLACE_CANCEL_FULL_REFUND_HOURS", default=48)
 MARKETPLACE_CANCEL_LATE_REFUND_RATE = Decimal(env.str("MARKETPLACE_CANCEL_LATE_REFUND_RATE", default="0.50"))

@@ -190,7 +190,11 @@ def test_resolve_with_release_refunds_nothing(client):
 
 
 def test_a_partial_refund_above_the_threshold_is_a_proposal_a_second_person_approves(client, settings):
-    settings.MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE = Decimal("25.00")
+    settings.MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE = {
+        "EUR": Decimal("25.00"),
+        "USD": Decimal("25.00"),
+        "GBP": Decimal("25.00"),
+    }
     dispute = dispute_in(S.UNDER_REVIEW)
     proposer = staff(StaffGroup.OPERATIONS_LEAD)  # resolves and approves refunds
     form = {"outcome": "partial_refund", "reason_code": "partly_done", "reason": "", "refund_amount": "60.50"}

@@ -755,7 +755,11 @@ def test_dispute_same_refund_proposal_again_writes_nothing(settings):
     from marketplace.disputes.services import dispute_resolve
     from tests.factories.settlement import staff
 
-    settings.MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE = Decimal("1.00")
+    settings.MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE = {
+        "EUR": Decimal("1.00"),
+        "USD": Decimal("1.00"),
+        "GBP": Decimal("1.00"),
+    }
     dispute = dispute_in(S.UNDER_REVIEW)
     lead = staff("Operations lead")
     args = dict(outcome="partial_refund", reason_code="quality", refund_amount=Decimal("10.00"))

@@ -52,7 +52,7 @@ def test_payout_run_killed_mid_run_pays_every_booking_exactly_once(tmp_path, mon
     env = {
         "MARKETPLACE_SANDBOX_BOOK": str(book),
         "MARKETPLACE_SANDBOX_LATENCY_MS": "40",  # a gateway call takes time, as a bank's does
-        "MARKETPLACE_PAYOUT_APPROVAL_ABOVE": "100000000",  # every payout is auto-approved
+        "MARKETPLACE_PAYOUT_APPROVAL_ABOVE": "EUR=100000000,USD=100000000,GBP=100000000",  # every payout is auto-approved
         "MARKETPLACE_PAYOUT_RUN_BATCH_PARTNERS": "2",  # many small commits: a crash lands between them
         "MARKETPLACE_PAYOUT_ATTEMPT_STALE_SECONDS": "1",
         "Q_TIMEOUT": "60",

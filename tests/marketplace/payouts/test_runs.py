@@ -130,7 +130,11 @@ def test_refunds_are_netted_to_the_cent(run_payouts, partners):
 
 def test_above_the_approval_threshold_a_person_must_approve(run_payouts, partners, settings):
     alpha, _ = partners
-    settings.MARKETPLACE_PAYOUT_APPROVAL_ABOVE = Decimal("1.00")
+    settings.MARKETPLACE_PAYOUT_APPROVAL_ABOVE = {
+        "EUR": Decimal("1.00"),
+        "USD": Decimal("1.00"),
+        "GBP": Decimal("1.00"),
+    }
     _settled(alpha, 1)
 
     run = run_payouts()
