@@ -24,7 +24,7 @@ from marketplace.accounts.models import User
 from marketplace.core.money import quantize
 from marketplace.demo.curated import MARKER_EMAIL, CuratedLoader, DemoLoadError
 from marketplace.demo.summary import demo_summary
-from marketplace.ledger.selectors import Reconciliation, ledger_reconcile
+from marketplace.payouts.reconciliation import Reconciliation, ledger_reconcile
 
 FIXTURES_DIR = Path(settings.BASE_DIR) / "fixtures"
 

@@ -36,9 +36,9 @@ from marketplace.demo.demo import books_balance
 from marketplace.demo.rows import EMAIL_DOMAIN, RowGenerator
 from marketplace.disputes.models import Dispute
 from marketplace.ledger.models import LedgerEntry, LedgerTransaction
-from marketplace.ledger.selectors import Reconciliation, ledger_reconcile
 from marketplace.partners.models import Partner, PartnerMembership, PayoutAccount
 from marketplace.payments.models import Payment, PaymentMethod, Refund
+from marketplace.payouts.reconciliation import Reconciliation, ledger_reconcile
 
 DEFAULT_SEED = 20240601
 DEFAULT_BATCH_SIZE = 50_000
@@ -113,11 +113,12 @@ class ScaleReport:
         lines.append(f"  {'total':<28}{self.total_rows:>11,}")
         lines.append("  bookings by state: " + ", ".join(f"{k} {v:,}" for k, v in self.booking_states.items()))
         if self.reconciliation is not None:
-            totals = {name: quantize(value) for name, value in self.reconciliation.totals.items()}
-            lines.append(
-                f"  ledger reconciled: payments {totals['payments']}, refunds {totals['refunds']}, "
-                f"provider payable {totals['provider_payable']}, platform revenue {totals['platform_revenue']}"
-            )
+            for currency, figures in self.reconciliation.totals.items():
+                totals = {name: quantize(value) for name, value in figures.items()}
+                lines.append(
+                    f"  ledger reconciled ({currency}): payments {totals['payments']}, refunds {totals['refunds']}, "
+                    f"provider payable {totals['provider_payable']}, platform revenue {totals['platform_revenue']}"
+                )
         return lines
 
     def timing_line(self) -> str:

@@ -12,6 +12,8 @@ class LedgerTransaction(models.Model):
         REFUND = "refund", "Refund"
         PAYOUT = "payout", "Payout"
         REVERSAL = "reversal", "Payout reversal"
+        CHARGEBACK = "chargeback", "Chargeback"
+        ADJUSTMENT = "adjustment", "Balance adjustment"
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     booking = models.ForeignKey("bookings.Booking", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
@@ -30,7 +32,9 @@ class LedgerTransaction(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(kind__in=["capture", "platform_fee", "refund", "payout", "reversal"]),
+                condition=models.Q(
+                    kind__in=["capture", "platform_fee", "refund", "payout", "reversal", "chargeback", "adjustment"]
+                ),
                 name="ledger_txn_kind_valid",
             ),
         ]
@@ -56,7 +60,16 @@ class LedgerEntry(models.Model):
 
     class Meta:
         verbose_name_plural = "ledger entries"
-        indexes = [models.Index(fields=["account", "partner"], name="ledger_entry_account_idx")]
+        indexes = [
+            models.Index(fields=["account", "partner"], name="ledger_entry_account_idx"),
+            # A partner's balance per currency, summed from the index alone (payout runs, balances).
+            models.Index(
+                fields=["partner", "currency"],
+                include=["amount"],
+                condition=models.Q(account="provider_payable"),
+                name="ledger_payable_balance_idx",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(condition=~models.Q(amount=0), name="ledger_entry_not_zero"),
             models.CheckConstraint(
@@ -74,7 +87,7 @@ class LedgerEntry(models.Model):
 
 
 class ReconciliationCheck(models.Model):
-    """One run of the scheduled reconciliation: what `ledger_reconcile()` found, kept as evidence.
+    """One run of the scheduled reconciliation: what `payouts.reconciliation.ledger_reconcile()` found, kept as evidence.
 
     Written only by `ledger_reconcile_check()`; never edited. A failed check is investigated by
     people: nothing is ever posted to the ledger to make the books agree.
@@ -88,6 +101,8 @@ class ReconciliationCheck(models.Model):
     mismatches = models.JSONField(default=list)
     # Ids of ledger transactions whose entries do not sum to zero (the first 100).
     unbalanced_transaction_ids = models.JSONField(default=list)
+    # Partners owing the platform money: [{"partner", "currency", "balance", "since", "days", "alert"}]
+    negative_balances = models.JSONField(default=list)
     duration = models.DurationField()
 
     class Meta:

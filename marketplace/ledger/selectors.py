@@ -1,114 +1,40 @@
-"""Reading the ledger: balances, and the reconciliation proof that the books balance to the cent."""
+"""Reading the ledger: balances and a booking's postings. The proof that the ledger agrees with
+payments, refunds and payouts reads those tables too, so it lives above them
+(`marketplace.payouts.reconciliation`)."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
-from django.apps import apps
-from django.db.models import F, Q, Sum
+from django.db.models import Sum
 
-from marketplace.core.money import CENT, ZERO, quantize
-from marketplace.ledger.models import LedgerEntry, LedgerTransaction
+from marketplace.core.money import ZERO, quantize
+from marketplace.ledger.models import LedgerEntry
 
 A = LedgerEntry.Account
 
 
-@dataclass
-class Reconciliation:
-    balanced: bool
-    unbalanced_transactions: list[int] = field(default_factory=list)
-    mismatches: list[dict] = field(default_factory=list)
-    totals: dict[str, Decimal] = field(default_factory=dict)
+def ledger_balance(*, account: str, partner_id: int | None = None, currency: str | None = None) -> Decimal:
+    """The signed balance of an account (debits positive), optionally for one partner and one currency.
 
-
-def ledger_balance(*, account: str, partner_id: int | None = None) -> Decimal:
-    """The signed balance of an account (debits positive), optionally for one partner."""
+    Without `currency` the sum spans currencies: only meaningful where the caller knows there is one.
+    """
     qs = LedgerEntry.objects.filter(account=account)
     if partner_id is not None:
         qs = qs.filter(partner_id=partner_id)
+    if currency is not None:
+        qs = qs.filter(currency=currency)
     return quantize(qs.aggregate(total=Sum("amount"))["total"] or ZERO)
 
 
-# Sums are rounded to the cent: exact on PostgreSQL, and SQLite (floats underneath) agrees to the cent.
-def _sum(qs, expr) -> Decimal:
-    return quantize(qs.aggregate(total=Sum(expr))["total"] or ZERO)
-
-
-def _by_partner(qs, partner_path: str, expr) -> dict[int, Decimal]:
-    return {row["p"]: quantize(row["total"] or ZERO) for row in qs.values(p=F(partner_path)).annotate(total=Sum(expr))}
-
-
-def ledger_reconcile() -> Reconciliation:
-    """Prove the books: every transaction sums to zero, and the ledger matches the operational
-    tables (payments, refunds, payouts) to the cent, in total and per partner.
-
-    The operational models are looked up through the app registry because they sit above the
-    ledger in the import order. Each figure is one aggregate query; nothing is pulled row by row.
-    """
-    Payment = apps.get_model("payments", "Payment")
-    Refund = apps.get_model("payments", "Refund")
-    Payout = apps.get_model("payouts", "Payout")
-
-    unbalanced = list(
-        LedgerTransaction.objects.annotate(total=Sum("entries__amount"))
-        .filter(Q(total__gte=CENT) | Q(total__lte=-CENT))
-        .values_list("pk", flat=True)[:100]
-    )
-    captured = Payment.objects.filter(captured_amount__gt=0)
-    refunds = Refund.objects.all()
-    paid = Payout.objects.filter(status="paid")
-
-    expected = {
-        "cash": _sum(captured, "captured_amount") - _sum(refunds, "amount") - _sum(paid, "amount"),
-        "platform_revenue": _sum(captured, "booking__platform_fee") - _sum(refunds, "platform_share"),
-    }
-    expected["provider_payable"] = expected["cash"] - expected["platform_revenue"]
-    actual = {
-        "cash": ledger_balance(account=A.CASH),
-        "platform_revenue": -ledger_balance(account=A.PLATFORM_REVENUE),
-        "provider_payable": -ledger_balance(account=A.PROVIDER_PAYABLE),
-    }
-    mismatches = [
-        {"account": name, "expected": str(expected[name]), "ledger": str(actual[name])}
-        for name in expected
-        if expected[name] != actual[name]
-    ]
-
-    owed = _by_partner(captured, "booking__partner_id", F("captured_amount") - F("booking__platform_fee"))
-    for partner_id, amount in _by_partner(refunds, "payment__booking__partner_id", "provider_share").items():
-        owed[partner_id] = owed.get(partner_id, ZERO) - amount
-    for partner_id, amount in _by_partner(paid, "partner_id", "amount").items():
-        owed[partner_id] = owed.get(partner_id, ZERO) - amount
-    ledger_owed = {
-        row["partner_id"]: -quantize(row["total"] or ZERO)
-        for row in LedgerEntry.objects.filter(account=A.PROVIDER_PAYABLE)
-        .values("partner_id")
+def ledger_partner_balances(partner_id: int) -> dict[str, Decimal]:
+    """What the platform owes a partner, per currency (negative: the partner owes the platform)."""
+    rows = (
+        LedgerEntry.objects.filter(account=A.PROVIDER_PAYABLE, partner_id=partner_id)
+        .values("currency")
         .annotate(total=Sum("amount"))
-    }
-    for partner_id in sorted(set(owed) | set(ledger_owed)):
-        exp, got = owed.get(partner_id, ZERO), ledger_owed.get(partner_id, ZERO)
-        if exp != got:
-            mismatches.append(
-                {"account": "provider_payable", "partner": partner_id, "expected": str(exp), "ledger": str(got)}
-            )
-
-    payments_total = _sum(captured, "captured_amount")
-    totals = {
-        "payments": payments_total,
-        "refunds": _sum(refunds, "amount"),
-        "payouts": _sum(paid, "amount"),
-        "provider_payable": actual["provider_payable"],
-        "platform_revenue": actual["platform_revenue"],
-        "cash": actual["cash"],
-        "ledger_sum": _sum(LedgerEntry.objects.all(), "amount"),
-    }
-    if totals["ledger_sum"] != ZERO:
-        mismatches.append({"account": "*", "expected": "0.00", "ledger": str(totals["ledger_sum"])})
-    return Reconciliation(
-        balanced=not unbalanced and not mismatches,
-        unbalanced_transactions=unbalanced,
-        mismatches=mismatches,
-        totals=totals,
+        .order_by("currency")
     )
+    return {row["currency"]: -quantize(row["total"] or ZERO) for row in rows}
 
 
 @dataclass

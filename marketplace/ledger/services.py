@@ -1,17 +1,11 @@
 """Posting to the double-entry ledger. Every money movement calls exactly one function here."""
 
-import time
-from datetime import timedelta
 from decimal import Decimal
 
-from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
+from django.db import IntegrityError, transaction
 
-from marketplace.audit.services import event_record
-from marketplace.core.locks import single_flight
 from marketplace.core.money import ZERO
-from marketplace.ledger.models import LedgerEntry, LedgerTransaction, ReconciliationCheck
-from marketplace.ledger.selectors import Reconciliation, ledger_reconcile
+from marketplace.ledger.models import LedgerEntry, LedgerTransaction
 
 A = LedgerEntry.Account
 K = LedgerTransaction.Kind
@@ -121,71 +115,16 @@ def ledger_post_payout_reversal(*, payout) -> None:
     )
 
 
-def _reconcile_in_one_snapshot() -> Reconciliation:
-    # The proof is a dozen aggregate queries. Under READ COMMITTED a capture committed between two
-    # of them (payment row counted, ledger entries not yet) would look like a mismatch; one
-    # REPEATABLE READ, READ ONLY transaction makes every figure come from the same instant. Inside
-    # an outer transaction (tests, or a caller's atomic block) the caller's snapshot rules instead.
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
-        return ledger_reconcile()
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        return ledger_reconcile()
-
-
-def ledger_reconcile_check() -> ReconciliationCheck | None:
-    """Run the reconciliation proof and record its outcome as a `ReconciliationCheck` row.
-
-    A failed proof writes a `ledger.mismatch` audit event naming the check, once per distinct
-    finding: a later check that sees exactly the same mismatches records its row (the admin keeps
-    showing the alert) but raises no second event. Nothing is ever posted to the ledger here: a
-    mismatch is evidence for people to investigate, not something to fix automatically.
-
-    One check runs at a time (a named lock across processes); a check started while another one
-    runs returns None at once and writes nothing.
-    """
-    with single_flight("ledger.reconcile_check") as acquired:
-        if not acquired:
-            return None
-        return _check()
-
-
-def _check() -> ReconciliationCheck:
-    ran_at = timezone.now()
-    started = time.monotonic()
-    result = _reconcile_in_one_snapshot()
-    duration = timedelta(seconds=time.monotonic() - started)
-    with transaction.atomic():
-        previous = ReconciliationCheck.objects.order_by("-ran_at", "-id").first()
-        check = ReconciliationCheck.objects.create(
-            ran_at=ran_at,
-            balanced=result.balanced,
-            totals={name: str(amount) for name, amount in result.totals.items()},
-            mismatches=result.mismatches,
-            unbalanced_transaction_ids=list(result.unbalanced_transactions),
-            duration=duration,
-        )
-        already_reported = (
-            previous is not None
-            and not previous.balanced
-            and previous.mismatches == check.mismatches
-            and previous.unbalanced_transaction_ids == check.unbalanced_transaction_ids
-        )
-        if not result.balanced and not already_reported:
-            event_record(
-                verb="ledger.mismatch",
-                target=check,
-                to_state="mismatch",
-                reason=(
-                    f"{len(result.mismatches)} account mismatch(es), "
-                    f"{len(result.unbalanced_transactions)} unbalanced transaction(s)"
-                ),
-                data={
-                    "check": check.pk,
-                    "mismatches": check.mismatches,
-                    "unbalanced_transactions": check.unbalanced_transaction_ids,
-                    "totals": check.totals,
-                },
-            )
-    return check
+def ledger_post_adjustment(*, adjustment) -> None:
+    """A manual balance adjustment: a credit to the partner is the platform's cost, a debit its income."""
+    ledger_post(
+        kind=K.ADJUSTMENT,
+        source=f"payouts.balanceadjustment:{adjustment.pk}",
+        idempotency_key=f"adjustment:{adjustment.pk}",
+        currency=adjustment.currency,
+        memo=adjustment.reason[:200],
+        legs=[
+            (A.PLATFORM_REVENUE, None, adjustment.amount),
+            (A.PROVIDER_PAYABLE, adjustment.partner_id, -adjustment.amount),
+        ],
+    )

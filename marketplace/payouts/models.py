@@ -66,7 +66,12 @@ class Payout(models.Model):
         REVERSED = "reversed", "Reversed"
 
     partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="payouts")
+    # amount = its items (the bookings it settles) + carried (the rest of the partner's balance:
+    # a negative balance left by refunds or chargebacks after earlier payouts, or adjustments).
     amount = AmountField()
+    carried = AmountField(
+        default=0, help_text="Balance brought forward: negative when earlier refunds or chargebacks are netted here."
+    )
     currency = CurrencyField()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACCRUING)
     hold_until = models.DateTimeField(help_text="End of the hold period; the payout matures after it.")
@@ -229,3 +234,47 @@ class PayoutAttempt(models.Model):
 
     def __str__(self):
         return self.idempotency_key
+
+
+class BalanceAdjustment(models.Model):
+    """A manual credit (positive) or debit (negative) to a partner's balance in one currency.
+
+    Posted to the ledger when applied; above MARKETPLACE_ADJUSTMENT_SECOND_APPROVAL_ABOVE a second
+    person applies it (four-eyes). Written only by `payouts.adjustments` services.
+    """
+
+    class Status(models.TextChoices):
+        AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+        POSTED = "posted", "Posted"
+        REJECTED = "rejected", "Rejected"
+
+    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="balance_adjustments")
+    amount = AmountField(help_text="Positive credits the partner, negative debits them.")
+    currency = CurrencyField()
+    reason = models.TextField()
+    status = models.CharField(max_length=20, choices=Status.choices)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("approve_balanceadjustment", "Can approve balance adjustments (four-eyes)")]
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(amount=0), name="adjustment_not_zero"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["awaiting_approval", "posted", "rejected"]),
+                name="adjustment_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(approved_by__isnull=True) | ~models.Q(approved_by=models.F("requested_by")),
+                name="adjustment_four_eyes",
+            ),
+        ]
+        indexes = [models.Index(fields=["partner", "currency", "status"], name="adjustment_partner_idx")]
+
+    def __str__(self):
+        return f"Adjustment #{self.pk}: {self.amount} {self.currency}"

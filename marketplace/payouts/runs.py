@@ -41,81 +41,170 @@ from marketplace.audit.services import event_record
 from marketplace.bookings.models import Booking
 from marketplace.core.money import ZERO
 from marketplace.partners.models import Partner
+from marketplace.payments.payable import mature_q, mature_sql, payable_sql
+from marketplace.payouts.balances import UNPAID_STATES, partner_balances, payout_cutoff
 from marketplace.payouts.models import Payout, PayoutAttempt, PayoutRun
 
 S = Payout.Status
-SETTLED = ("completed", "resolved", "closed")
+# One per payout, in this order; every step is a transition of `services.TRANSITIONS`.
+CREATED = S.ACCRUING  # the model's default: a new payout accrues
+BIRTHS = {
+    "approved": ("mature", "auto_approve"),  # under the approval threshold, partner in good standing
+    "ready": ("mature",),  # above the threshold: a person requests approval, a second approves
+    "held": ("mature", "hold"),  # suspended or risk-flagged partner
+}
 
-_GATHER_SQL = """
-WITH payable AS (
-    SELECT b.id AS booking_id, b.partner_id, b.currency, b.completed_at,
-           p.captured_amount - p.refunded_amount - (b.platform_fee - COALESCE(r.platform_refunded, 0)) AS amount
+
+def _walk(steps: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """The (transition, from, to) steps from CREATED, each checked against the transition table."""
+    from marketplace.payouts.services import TRANSITIONS
+
+    state, path = CREATED, []
+    for step in steps:
+        sources, target = TRANSITIONS[step]
+        if state not in sources:
+            raise RuntimeError(f"payout run: '{step}' cannot start from '{state}'")
+        path.append((step, state, target))
+        state = target
+    return path
+
+
+def _unpaid_sql() -> str:
+    payable = payable_sql(
+        {
+            "captured": "p.captured_amount",
+            "refunded": "p.refunded_amount",
+            "fee": "b.platform_fee",
+            "fee_refunded": "COALESCE((SELECT SUM(r.platform_share) FROM payments_refund r WHERE r.payment_id = p.id), 0)",
+        }
+    )
+    return f"""
+    SELECT b.id AS booking_id, b.partner_id, b.currency, {payable} AS amount, ({mature_sql("b")}) AS mature
     FROM bookings_booking b
     JOIN payments_payment p ON p.booking_id = b.id
-    LEFT JOIN (
-        SELECT payment_id, SUM(platform_share) AS platform_refunded FROM payments_refund GROUP BY payment_id
-    ) r ON r.payment_id = p.id
     WHERE b.partner_id = ANY(%(partners)s)
-      AND b.status IN ('completed', 'resolved', 'closed')
-      AND b.completed_at <= %(cutoff)s
       AND p.captured_amount > 0
-      AND NOT EXISTS (
-          SELECT 1 FROM payouts_payoutitem i WHERE i.booking_id = b.id AND i.is_active
-      )
+      AND NOT EXISTS (SELECT 1 FROM payouts_payoutitem i WHERE i.booking_id = b.id AND i.is_active)
+    """
+
+
+# Per batch of partners, one statement. `unpaid` is every captured booking no live payout holds
+# (read, not locked); `payable` the mature ones, locked (a booking another transaction holds is
+# skipped, and so stays in `unpaid`: withheld, never paid without its item). The balance not
+# accounted for by any booking (`carried`) comes from the ledger:
+#     carried = owed (ledger) - in flight (live unpaid payouts) - unpaid
+# and a payout pays its items + carried, when that is above zero (balances.py says the same in the ORM).
+_GATHER_SQL = (
+    """
+WITH unpaid AS ("""
+    + _unpaid_sql()
+    + """),
+payable AS (
+    SELECT u.booking_id, u.partner_id, u.currency, u.amount
+    FROM unpaid u
+    JOIN bookings_booking b ON b.id = u.booking_id
+    WHERE u.mature AND u.amount > 0
     FOR UPDATE OF b SKIP LOCKED
 ),
-totals AS (
-    SELECT partner_id, currency, SUM(amount) AS amount, COUNT(*) AS bookings, MAX(completed_at) AS last_completed
-    FROM payable
-    WHERE amount > 0
+owed AS (
+    SELECT partner_id, currency, -SUM(amount) AS amount
+    FROM ledger_ledgerentry
+    WHERE account = 'provider_payable' AND partner_id = ANY(%(partners)s)
     GROUP BY partner_id, currency
+),
+in_flight AS (
+    SELECT partner_id, currency, SUM(amount) AS amount
+    FROM payouts_payout
+    WHERE partner_id = ANY(%(partners)s) AND status = ANY(%(unpaid_states)s)
+    GROUP BY partner_id, currency
+),
+unpaid_totals AS (
+    SELECT partner_id, currency, SUM(amount) AS amount FROM unpaid GROUP BY partner_id, currency
+),
+items AS (
+    SELECT partner_id, currency, SUM(amount) AS amount, COUNT(*) AS bookings
+    FROM payable GROUP BY partner_id, currency
+),
+totals AS (
+    SELECT o.partner_id, o.currency, COALESCE(i.amount, 0) AS items, COALESCE(i.bookings, 0) AS bookings,
+           o.amount - COALESCE(f.amount, 0) - COALESCE(u.amount, 0) AS carried
+    FROM owed o
+    LEFT JOIN items i ON i.partner_id = o.partner_id AND i.currency = o.currency
+    LEFT JOIN in_flight f ON f.partner_id = o.partner_id AND f.currency = o.currency
+    LEFT JOIN unpaid_totals u ON u.partner_id = o.partner_id AND u.currency = o.currency
+),
+born AS (
+    SELECT t.*, t.items + t.carried AS amount,
+           CASE WHEN pa.status = %(suspended)s THEN 'held'
+                WHEN pa.risk_flag THEN 'held'
+                WHEN t.items + t.carried > (%(approval_above)s::jsonb ->> t.currency)::numeric THEN 'ready'
+                ELSE 'approved' END AS birth,
+           CASE WHEN pa.status = %(suspended)s THEN 'Partner is suspended'
+                WHEN pa.risk_flag THEN 'Partner is risk-flagged' END AS hold_reason
+    FROM totals t
+    JOIN partners_partner pa ON pa.id = t.partner_id
+    WHERE t.items + t.carried > 0
 ),
 new_payouts AS (
     INSERT INTO payouts_payout (
-        partner_id, amount, currency, status, hold_until, attempt_count, gateway_reference,
+        partner_id, amount, carried, currency, status, hold_until, attempt_count, gateway_reference,
         failure_reason, note, run_id, approved_at, created_at, updated_at
     )
-    SELECT t.partner_id, t.amount, t.currency, s.status, t.last_completed + %(hold)s, 0, '', '', '',
-           %(run)s, CASE WHEN s.status = 'approved' THEN %(now)s END, %(now)s, %(now)s
-    FROM totals t
-    JOIN partners_partner pa ON pa.id = t.partner_id
-    CROSS JOIN LATERAL (
-        SELECT CASE WHEN pa.risk_flag THEN 'on_hold'
-                    WHEN t.amount > (%(approval_above)s::jsonb ->> t.currency)::numeric THEN 'ready'
-                    ELSE 'approved' END AS status
-    ) s
-    RETURNING id, partner_id, currency, amount, status
+    SELECT b.partner_id, b.amount, b.carried, b.currency, (%(final)s::jsonb ->> b.birth), %(now)s, 0, '', '', '',
+           %(run)s, CASE WHEN b.birth = 'approved' THEN %(now)s END, %(now)s, %(now)s
+    FROM born b
+    RETURNING id, partner_id, currency, amount, carried, status
 ),
 new_items AS (
     INSERT INTO payouts_payoutitem (payout_id, booking_id, amount, is_active)
     SELECT np.id, p.booking_id, p.amount, TRUE
     FROM payable p
     JOIN new_payouts np ON np.partner_id = p.partner_id AND np.currency = p.currency
-    WHERE p.amount > 0
     RETURNING payout_id
 ),
 new_holds AS (
     INSERT INTO payouts_payouthold (payout_id, kind, reason, created_at)
-    SELECT id, 'risk', 'Partner is risk-flagged', %(now)s FROM new_payouts WHERE status = 'on_hold'
+    SELECT np.id, 'risk', b.hold_reason, %(now)s
+    FROM new_payouts np JOIN born b ON b.partner_id = np.partner_id AND b.currency = np.currency
+    WHERE b.birth = 'held'
     RETURNING payout_id
 ),
 new_events AS (
     INSERT INTO audit_event (verb, target_type_id, target_id, from_state, to_state, reason, data, created_at)
-    SELECT 'payout.created', %(content_type)s, np.id::text, '', np.status,
-           CASE np.status WHEN 'on_hold' THEN 'Partner is risk-flagged'
-                          WHEN 'approved' THEN 'Approved automatically: under the approval threshold'
-                          ELSE '' END,
-           jsonb_build_object('amount', np.amount::text, 'run', %(run)s::bigint, 'bookings', t.bookings),
+    SELECT 'payout.' || step.verb, %(content_type)s, np.id::text, step.from_state, step.to_state,
+           CASE WHEN step.verb = 'hold' THEN b.hold_reason
+                WHEN step.verb = 'auto_approve' THEN 'Approved automatically: under the approval threshold'
+                ELSE 'Payout run #' || %(run)s::text END,
+           jsonb_build_object('amount', np.amount::text, 'carried', np.carried::text, 'run', %(run)s::bigint,
+                              'actor', 'system', 'bookings', b.bookings),
            %(now)s
     FROM new_payouts np
-    JOIN totals t ON t.partner_id = np.partner_id AND t.currency = np.currency
+    JOIN born b ON b.partner_id = np.partner_id AND b.currency = np.currency
+    CROSS JOIN LATERAL jsonb_to_recordset(%(paths)s::jsonb -> b.birth)
+        AS step(n int, verb text, from_state text, to_state text)
+    ORDER BY np.id, step.n
     RETURNING 1
 )
-SELECT np.id, np.status, np.amount, t.bookings,
+SELECT np.id, np.status, np.amount, b.bookings,
        (SELECT COUNT(*) FROM new_items), (SELECT COUNT(*) FROM new_holds), (SELECT COUNT(*) FROM new_events)
 FROM new_payouts np
-JOIN totals t ON t.partner_id = np.partner_id AND t.currency = np.currency
+JOIN born b ON b.partner_id = np.partner_id AND b.currency = np.currency
 """
+)
+
+
+def _birth_params() -> dict:
+    """The run's state parameters, all read off the transition table: each birth's final state and
+    its audit steps (a `created` row, then one per transition)."""
+    final, paths = {}, {}
+    for birth, steps in BIRTHS.items():
+        walk = _walk(steps)
+        final[birth] = walk[-1][2]
+        rows = [{"n": 0, "verb": "created", "from_state": "", "to_state": CREATED}]
+        rows += [{"n": i, "verb": v, "from_state": f, "to_state": t} for i, (v, f, t) in enumerate(walk, 1)]
+        paths[birth] = rows
+    return {"final": json.dumps(final), "paths": json.dumps(paths)}
+
 
 _CLAIM_PARTNERS_SQL = """
 SELECT id FROM partners_partner WHERE id > %(after)s ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
@@ -123,21 +212,22 @@ SELECT id FROM partners_partner WHERE id > %(after)s ORDER BY id LIMIT %(limit)s
 
 _RETRY_SQL = """
 WITH due AS (
-    SELECT id FROM payouts_payout
-    WHERE status = 'failed' AND next_retry_at <= %(now)s
+    SELECT id, status FROM payouts_payout
+    WHERE status = ANY(%(from_states)s) AND next_retry_at <= %(now)s
     ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 ),
 moved AS (
     UPDATE payouts_payout p
-    SET status = 'approved', next_retry_at = NULL, failure_reason = '', updated_at = %(now)s
+    SET status = %(to_state)s, next_retry_at = NULL, failure_reason = '', updated_at = %(now)s
     FROM due WHERE p.id = due.id
-    RETURNING p.id, p.amount, p.attempt_count
+    RETURNING p.id, p.amount, p.attempt_count, due.status AS from_state
 ),
 events AS (
     INSERT INTO audit_event (verb, target_type_id, target_id, from_state, to_state, reason, data, created_at)
-    SELECT 'payout.auto_retry', %(content_type)s, id::text, 'failed', 'approved',
+    SELECT 'payout.auto_retry', %(content_type)s, id::text, from_state, %(to_state)s,
            'Retried automatically after a failed attempt',
-           jsonb_build_object('amount', amount::text, 'run', %(run)s::bigint, 'after_attempt', attempt_count),
+           jsonb_build_object('amount', amount::text, 'run', %(run)s::bigint, 'actor', 'system',
+                              'after_attempt', attempt_count),
            %(now)s
     FROM moved
     RETURNING 1
@@ -147,14 +237,16 @@ SELECT COUNT(*) FROM moved
 
 _SUBMIT_SQL = """
 WITH due AS (
-    SELECT id FROM payouts_payout WHERE status = 'approved'
-    ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+    SELECT po.id, po.status FROM payouts_payout po
+    JOIN partners_partner pa ON pa.id = po.partner_id
+    WHERE po.status = ANY(%(from_states)s) AND pa.status <> %(suspended)s
+    ORDER BY po.id LIMIT %(limit)s FOR UPDATE OF po SKIP LOCKED
 ),
 moved AS (
     UPDATE payouts_payout p
-    SET status = 'submitted', attempt_count = p.attempt_count + 1, submitted_at = %(now)s, updated_at = %(now)s
-    FROM due WHERE p.id = due.id AND p.status = 'approved'
-    RETURNING p.id, p.amount, p.attempt_count
+    SET status = %(to_state)s, attempt_count = p.attempt_count + 1, submitted_at = %(now)s, updated_at = %(now)s
+    FROM due WHERE p.id = due.id AND p.status = due.status
+    RETURNING p.id, p.amount, p.attempt_count, due.status AS from_state
 ),
 attempts AS (
     INSERT INTO payouts_payoutattempt (payout_id, number, idempotency_key, status, gateway_reference, error,
@@ -165,8 +257,9 @@ attempts AS (
 ),
 events AS (
     INSERT INTO audit_event (verb, target_type_id, target_id, from_state, to_state, reason, data, created_at)
-    SELECT 'payout.submit', %(content_type)s, id::text, 'approved', 'submitted', '',
-           jsonb_build_object('amount', amount::text, 'run', %(run)s::bigint, 'attempt', attempt_count),
+    SELECT 'payout.submit', %(content_type)s, id::text, from_state, %(to_state)s, 'Payout run #' || %(run)s::text,
+           jsonb_build_object('amount', amount::text, 'run', %(run)s::bigint, 'actor', 'system',
+                              'attempt', attempt_count),
            %(now)s
     FROM moved
     RETURNING 1
@@ -189,17 +282,17 @@ def _enqueue_attempts(attempt_ids: list[int]) -> None:
 def payout_run_execute(*, actor=None, batch_partners: int | None = None) -> PayoutRun:
     """Run the payouts once: gather, retry, submit, resume and report. Safe to run twice, and at once."""
     now = timezone.now()
-    cutoff = now - timedelta(days=settings.MARKETPLACE_PAYOUT_HOLD_DAYS)
+    cutoff = payout_cutoff(now)
     _mark_interrupted_runs(now)
     run = PayoutRun.objects.create(cutoff=cutoff, triggered_by=actor if getattr(actor, "pk", None) else None)
     try:
         batch = batch_partners or settings.MARKETPLACE_PAYOUT_RUN_BATCH_PARTNERS
         if _is_postgres():
             _gather(run, now=now, cutoff=cutoff, batch=batch)
-            run.retried = _set_step(_RETRY_SQL, run, now=now)
+            run.retried = _set_step(_RETRY_SQL, run, now=now, **_step("auto_retry"))
             run.submitted = _submit(run, now=now)
         else:
-            _gather_portable(run, cutoff=cutoff)
+            _gather_portable(run, now=now)
             run.retried = _retry_portable(now)
             run.submitted = _submit_portable()
         run.resumed_attempts = _resume_attempts(now)
@@ -238,6 +331,14 @@ def _mark_interrupted_runs(now) -> None:
     )
 
 
+def _step(transition: str) -> dict:
+    """A set-based step's states, read off the transition table."""
+    from marketplace.payouts.services import TRANSITIONS
+
+    sources, target = TRANSITIONS[transition]
+    return {"from_states": sorted(sources), "to_state": target}
+
+
 def _params(run: PayoutRun, now, **extra) -> dict:
     return {
         "run": run.pk,
@@ -250,7 +351,7 @@ def _params(run: PayoutRun, now, **extra) -> dict:
 def _gather(run: PayoutRun, *, now, cutoff, batch: int) -> None:
     """Step 1: partner batches, each its own transaction (a killed run keeps its whole batches)."""
     after = 0
-    hold = timedelta(days=settings.MARKETPLACE_PAYOUT_HOLD_DAYS)
+    births = _birth_params()
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(_CLAIM_PARTNERS_SQL, {"after": after, "limit": batch})
@@ -265,7 +366,9 @@ def _gather(run: PayoutRun, *, now, cutoff, batch: int) -> None:
                     now,
                     partners=partners,
                     cutoff=cutoff,
-                    hold=hold,
+                    unpaid_states=list(UNPAID_STATES),
+                    suspended=Partner.Status.SUSPENDED,
+                    **births,
                     approval_above=json.dumps(
                         {c: str(v) for c, v in settings.MARKETPLACE_PAYOUT_APPROVAL_ABOVE.items()}
                     ),
@@ -283,11 +386,11 @@ def _gather(run: PayoutRun, *, now, cutoff, batch: int) -> None:
                 _notify_held(held)
 
 
-def _set_step(sql: str, run: PayoutRun, *, now, limit: int = 500) -> int:
+def _set_step(sql: str, run: PayoutRun, *, now, limit: int = 500, **states) -> int:
     total = 0
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, _params(run, now, limit=limit))
+            cursor.execute(sql, _params(run, now, limit=limit, **states))
             count = cursor.fetchone()[0]
         total += count
         if count < limit:
@@ -299,7 +402,9 @@ def _submit(run: PayoutRun, *, now, limit: int = 500) -> int:
     total = 0
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(_SUBMIT_SQL, _params(run, now, limit=limit))
+            cursor.execute(
+                _SUBMIT_SQL, _params(run, now, limit=limit, suspended=Partner.Status.SUSPENDED, **_step("submit"))
+            )
             attempt_ids = [row[0] for row in cursor.fetchall()]
             transaction.on_commit(lambda ids=attempt_ids: _enqueue_attempts(ids))
         total += len(attempt_ids)
@@ -350,25 +455,24 @@ def _notify_held(payout_ids: list[int]) -> None:
 # --- The portable path (SQLite, development) ----------------------------------------------------
 
 
-def _gather_portable(run: PayoutRun, *, cutoff) -> None:
-    from marketplace.payouts.services import booking_payable_amount, payout_create
+def _gather_portable(run: PayoutRun, *, now) -> None:
+    """Per partner and currency with something to pay now: its mature bookings through `payout_create`."""
+    from marketplace.payouts.balances import unpaid_bookings
+    from marketplace.payouts.services import payout_create
 
-    eligible = (
-        Booking.objects.filter(status__in=SETTLED, completed_at__lte=cutoff, payment__captured_amount__gt=0)
-        .exclude(payout_items__is_active=True)
-        .select_related("payment")
-    )
-    by_partner: dict[int, list[Booking]] = {}
-    for booking in eligible:
-        if booking_payable_amount(booking=booking, payment=booking.payment) > ZERO:
-            by_partner.setdefault(booking.partner_id, []).append(booking)
-    for partner in Partner.objects.filter(pk__in=by_partner):
+    mature = mature_q(cutoff=payout_cutoff(now), now=now)
+    for (partner_id, currency), balance in sorted(partner_balances(now=now).items()):
+        if balance.payable_now <= ZERO:
+            continue
+        bookings = list(
+            unpaid_bookings(partner_ids=[partner_id], currency=currency).filter(mature, payable__gt=0).order_by("pk")
+        )
         with transaction.atomic():
-            payout = payout_create(partner=partner, bookings=by_partner[partner.pk])
-            Payout.objects.filter(pk=payout.pk).update(run=run)
-            payout.refresh_from_db()
+            payout = payout_create(
+                partner=Partner.objects.get(pk=partner_id), bookings=bookings, currency=currency, run=run
+            )
             run.payouts_created += 1
-            run.bookings += len(by_partner[partner.pk])
+            run.bookings += len(bookings)
             run.amount_created += payout.amount
             if payout.status == S.ACCRUING:
                 _mature_and_approve_portable(payout, run)
@@ -378,6 +482,7 @@ def _gather_portable(run: PayoutRun, *, cutoff) -> None:
 def _mature_and_approve_portable(payout: Payout, run: PayoutRun) -> None:
     from marketplace.payouts.services import payout_auto_approve, payout_mature, payout_needs_approval
 
+    Payout.objects.filter(pk=payout.pk).update(hold_until=timezone.now())
     payout = payout_mature(payout=payout)
     if not payout_needs_approval(payout):
         payout_auto_approve(payout=payout)

@@ -11,13 +11,16 @@ from django.utils import timezone
 from marketplace.audit.services import event_record
 from marketplace.bookings.models import Booking
 from marketplace.core.exceptions import ApplicationError, InvalidInput, NotPermitted
-from marketplace.core.money import ZERO, threshold
+from marketplace.core.money import ZERO, currency_check, threshold
 from marketplace.core.transitions import guard, lock, lock_many
 from marketplace.ledger.services import ledger_post_payout, ledger_post_payout_reversal
 from marketplace.notifications.services import notify
 from marketplace.partners.models import Partner, PartnerMembership
+from marketplace.partners.selectors import partner_for_user
 from marketplace.payments.gateway import GatewayUnavailable, get_gateway
 from marketplace.payments.models import Payment
+from marketplace.payments.payable import CANCELLED, SETTLED, booking_payable
+from marketplace.payouts.balances import partner_balances
 from marketplace.payouts.models import Payout, PayoutAttempt, PayoutHold, PayoutItem
 from marketplace.payouts.selectors import payout_for_user
 
@@ -41,10 +44,11 @@ TRANSITIONS: dict[str, tuple[set[str], str]] = {
     "cancel": ({S.ACCRUING, S.ON_HOLD, S.READY, S.AWAITING_APPROVAL, S.APPROVED, S.FAILED}, S.CANCELLED),
     "reverse": ({S.PAID}, S.REVERSED),
 }
-SETTLED = (Booking.Status.COMPLETED, Booking.Status.RESOLVED, Booking.Status.CLOSED)
 # A person acting on a payout holds one of these and has the payout in scope (`payout_for_user`);
 # actor None is the system (timers, the gateway's answers), which needs neither.
 HOLD_PERMISSION = "payouts.hold_payout"
+# A cancelled booking can be paid out too: the share a late cancellation leaves the provider.
+PAYABLE_STATES = (*SETTLED, CANCELLED)
 CHANGE_PERMISSION = "payouts.change_payout"
 _DOING = {HOLD_PERMISSION: "hold or release payouts", CHANGE_PERMISSION: "change payouts"}
 
@@ -119,21 +123,51 @@ def _apply(
 
 
 def booking_payable_amount(*, booking: Booking, payment: Payment) -> Decimal:
-    """What the provider is owed for a booking: captured, less refunds, less the platform's remaining fee."""
-    platform_refunded = payment.refunds.aggregate(t=Sum("platform_share"))["t"] or ZERO
-    return payment.captured_amount - payment.refunded_amount - (booking.platform_fee - platform_refunded)
+    """What the provider is owed for a booking now (`payments.payable`, the one definition)."""
+    return booking_payable(booking=booking, payment=payment)
 
 
-def payout_create(*, partner: Partner, bookings, actor=None) -> Payout:
-    """Gather settled bookings of one partner into a payout that accrues through the hold period.
+def payout_blocked_reason(partner: Partner) -> str:
+    """Why a partner's payouts may not move on their own ('' if they may): suspension or a risk flag."""
+    if partner.status == Partner.Status.SUSPENDED:
+        return "Partner is suspended"
+    if partner.risk_flag:
+        return "Partner is risk-flagged"
+    return ""
 
-    Refuses, writing nothing, if any booking is of another partner, not settled, held by an open
-    dispute, or already in a live payout.
+
+def payout_create(*, partner: Partner, bookings, actor=None, currency: str | None = None, run=None) -> Payout:
+    """Pay a partner's bookings in one currency, netted with the rest of their balance in it.
+
+    The payout's amount is its bookings' payable plus the partner's carried balance in that currency
+    (`balances.Balance.carried`): a negative balance left by refunds or chargebacks after earlier
+    payouts is taken off here, a credit adjustment added. The payout accrues through the hold period
+    (until the last booking's hold and dispute window are over).
+
+    Refuses, writing nothing, if any booking is of another partner or currency, not settled, held by
+    an open dispute or already in a live payout, or if the netted amount is not above zero. With
+    `bookings` empty it pays a positive carried balance alone (in `currency`). A person (`actor`)
+    needs `payouts.add_payout` and the partner in scope; actor None is the system (the payout run).
     """
+    if actor is not None:
+        if not actor.has_perm("payouts.add_payout"):
+            raise NotPermitted("You do not have the permission to create payouts.")
+        if not partner_for_user(actor).filter(pk=partner.pk).exists():
+            raise NotPermitted(f"Partner {partner} is outside your scope.")
     with transaction.atomic():
+        # The partner row serialises payout creation (and payout runs) for this partner: the
+        # carried balance read below cannot be given to two payouts.
+        partner = lock(Partner, partner.pk)
         locked = lock_many(Booking, [b.pk for b in bookings])
-        if not locked:
-            raise InvalidInput("A payout needs at least one booking.")
+        currencies = {b.currency for b in locked} | ({currency} if currency else set())
+        if len(currencies) > 1:
+            raise InvalidInput(
+                f"A payout is in one currency; these bookings are in {', '.join(sorted(currencies))}. "
+                "Create one payout per currency."
+            )
+        if not currencies:
+            raise InvalidInput("A payout needs at least one booking, or a currency to pay a balance in.")
+        code = currency_check(currencies.pop())
         payments = {p.booking_id: p for p in Payment.objects.filter(booking__in=locked)}
         items, total = [], ZERO
         for booking in locked:
@@ -141,26 +175,39 @@ def payout_create(*, partner: Partner, bookings, actor=None) -> Payout:
                 raise InvalidInput(f"Booking #{booking.pk} belongs to another partner.")
             if booking.status == Booking.Status.DISPUTED:
                 raise ApplicationError(f"Booking #{booking.pk} is held by an open dispute and cannot be paid out.")
-            if booking.status not in SETTLED:
+            if booking.status not in PAYABLE_STATES:
                 raise ApplicationError(
                     f"Booking #{booking.pk} is '{booking.status}', not settled; it cannot be paid out."
                 )
             payment = payments.get(booking.pk)
             if payment is None or payment.captured_amount <= ZERO:
                 raise ApplicationError(f"Booking #{booking.pk} has no captured payment to pay out.")
-            amount = booking_payable_amount(booking=booking, payment=payment)
+            amount = booking_payable(booking=booking, payment=payment)
             items.append(PayoutItem(booking=booking, amount=amount))
             total += amount
         if PayoutItem.objects.filter(booking__in=locked, is_active=True).exists():
             raise ApplicationError("One of these bookings is already in a live payout.")
-        if total <= ZERO:
+        balance = partner_balances(partner_ids=[partner.pk], currency=code).get((partner.pk, code))
+        carried = balance.carried if balance else ZERO
+        if total + carried <= ZERO:
+            if carried < ZERO:
+                raise InvalidInput(
+                    f"{partner} owes {-carried} {code} from refunds or chargebacks after earlier payouts; "
+                    f"these bookings' {total} {code} is netted against it, so nothing is paid now."
+                )
             raise InvalidInput("Nothing is owed for these bookings; no payout was created.")
-        last_completed = max(b.completed_at or timezone.now() for b in locked)
+        hold = timedelta(days=settings.MARKETPLACE_PAYOUT_HOLD_DAYS)
+        ends = [
+            max(filter(None, [(b.completed_at or b.cancelled_at or timezone.now()) + hold, b.dispute_window_ends_at]))
+            for b in locked
+        ]
         payout = Payout.objects.create(
             partner=partner,
-            amount=total,
-            currency=locked[0].currency,
-            hold_until=last_completed + timedelta(days=settings.MARKETPLACE_PAYOUT_HOLD_DAYS),
+            amount=total + carried,
+            carried=carried,
+            currency=code,
+            hold_until=max(ends) if ends else timezone.now(),
+            run=run,
         )
         for item in items:
             item.payout = payout
@@ -174,11 +221,17 @@ def payout_create(*, partner: Partner, bookings, actor=None) -> Payout:
             actor=actor,
             target=payout,
             to_state=payout.status,
-            data={"amount": str(total), "bookings": [b.pk for b in locked]},
+            data={
+                "amount": str(payout.amount),
+                "items": str(total),
+                "carried": str(carried),
+                "bookings": [b.pk for b in locked],
+                **({"run": run.pk, "actor": "system"} if run is not None else {}),
+            },
         )
-        if partner.risk_flag:
-            PayoutHold.objects.create(payout=payout, kind=PayoutHold.Kind.RISK, reason="Partner is risk-flagged")
-            _apply(payout, actor=None, transition="hold", reason="Partner is risk-flagged")
+        if blocked := payout_blocked_reason(partner):
+            PayoutHold.objects.create(payout=payout, kind=PayoutHold.Kind.RISK, reason=blocked)
+            _apply(payout, actor=None, transition="hold", reason=blocked)
     return payout
 
 
@@ -348,9 +401,11 @@ def payout_submit(*, payout: Payout, actor=None) -> PayoutAttempt:
     The gateway call itself runs in a task after commit (`payout_attempt_process`).
     """
     with transaction.atomic():
-        payout = lock(Payout, payout.pk)
+        payout = lock(Payout, payout.pk, related=("partner",))
         guard(payout, TRANSITIONS, "submit")
         _require_operator(payout, actor, CHANGE_PERMISSION)
+        if payout.partner.status == Partner.Status.SUSPENDED:
+            raise ApplicationError(f"Payout #{payout.pk} is not sent: {payout.partner} is suspended.")
         payout.attempt_count += 1
         payout.submitted_at = timezone.now()
         attempt = PayoutAttempt.objects.create(
@@ -386,40 +441,48 @@ def payout_attempt_process(*, attempt_id: int) -> Payout | None:
     - no answer (`GatewayUnavailable`): the outcome is unknown, so the same attempt stays
       submitted and is asked again with the same key after a backoff (`attempt.next_try_at`).
     """
+    # The gateway is asked outside any transaction (no row lock is held while the bank answers);
+    # the answer is recorded in a second transaction that re-checks the attempt is still open.
+    attempt = PayoutAttempt.objects.select_related("payout__partner").get(pk=attempt_id)
+    if attempt.status != PayoutAttempt.Status.SUBMITTED or attempt.payout.status != S.SUBMITTED:
+        return None
+    account = getattr(attempt.payout.partner, "payout_account", None)
+    unanswered = None
+    if account is None:
+        result_ok, reference, error = False, "", "The partner has no payout account."
+    else:
+        try:
+            result = get_gateway().payout(
+                account=account.gateway_reference,
+                amount=attempt.payout.amount,
+                currency=attempt.payout.currency,
+                idempotency_key=attempt.idempotency_key,
+            )
+            result_ok, reference, error = result.ok, result.reference, result.error
+        except GatewayUnavailable as exc:
+            unanswered = exc
     with transaction.atomic():
-        attempt = PayoutAttempt.objects.select_related("payout").get(pk=attempt_id)
         payout = lock(Payout, attempt.payout_id, related=("partner",))
         attempt = PayoutAttempt.objects.select_for_update().get(pk=attempt_id)
         if attempt.status != PayoutAttempt.Status.SUBMITTED or payout.status != S.SUBMITTED:
             return None
-        account = getattr(payout.partner, "payout_account", None)
         attempt.tries += 1
-        if account is None:
-            result_ok, reference, error = False, "", "The partner has no payout account."
-        else:
-            try:
-                result = get_gateway().payout(
-                    account=account.gateway_reference,
-                    amount=payout.amount,
-                    currency=payout.currency,
-                    idempotency_key=attempt.idempotency_key,
-                )
-            except GatewayUnavailable as exc:
-                attempt.error = str(exc)
-                attempt.next_try_at = timezone.now() + _backoff(attempt.tries)
-                attempt.save(update_fields=["tries", "error", "next_try_at"])
-                event_record(
-                    verb="payout.attempt_unanswered",
-                    target=payout,
-                    reason=str(exc),
-                    data={
-                        "attempt": attempt.number,
-                        "tries": attempt.tries,
-                        "next_try_at": attempt.next_try_at.isoformat(),
-                    },
-                )
-                return payout
-            result_ok, reference, error = result.ok, result.reference, result.error
+        if unanswered is not None:
+            exc = unanswered
+            attempt.error = str(exc)
+            attempt.next_try_at = timezone.now() + _backoff(attempt.tries)
+            attempt.save(update_fields=["tries", "error", "next_try_at"])
+            event_record(
+                verb="payout.attempt_unanswered",
+                target=payout,
+                reason=str(exc),
+                data={
+                    "attempt": attempt.number,
+                    "tries": attempt.tries,
+                    "next_try_at": attempt.next_try_at.isoformat(),
+                },
+            )
+            return payout
         attempt.finished_at = timezone.now()
         attempt.gateway_reference = reference
         attempt.error = error
@@ -553,7 +616,7 @@ def payout_recompute_for_booking(*, booking: Booking, actor, reason: str) -> Pay
         return payout
     item.amount = new_amount
     item.save(update_fields=["amount"])
-    total = payout.items.filter(is_active=True).aggregate(t=Sum("amount"))["t"] or ZERO
+    total = (payout.items.filter(is_active=True).aggregate(t=Sum("amount"))["t"] or ZERO) + payout.carried
     event_record(
         verb="payout.amount_adjusted",
         actor=actor,

@@ -21,3 +21,18 @@ def payout_run() -> dict:
         "needs_approval": run.needs_approval,
         "disputed_bookings": run.disputed_bookings,
     }
+
+
+def ledger_reconcile_check() -> dict:
+    """Scheduled: prove the books balance per currency and per partner (read-only, safe to run twice)."""
+    from marketplace.payouts.reconciliation import ledger_reconcile_check as _check
+
+    check = _check()
+    if check is None:
+        return {"skipped": "another reconciliation check is running"}
+    return {
+        "check": check.pk,
+        "balanced": check.balanced,
+        "mismatches": len(check.mismatches),
+        "negative_balances": len(check.negative_balances),
+    }

@@ -27,9 +27,9 @@ from marketplace.bookings.models import Booking
 from marketplace.bookings.selectors import booking_for_user
 from marketplace.catalog.models import Category
 from marketplace.demo.generator import scale_load
-from marketplace.ledger.selectors import ledger_reconcile
 from marketplace.partners.selectors import scope_is_global
 from marketplace.partners.services import partner_scope_grant
+from marketplace.payouts.reconciliation import ledger_reconcile
 from tests.factories import StaffFactory
 
 SCALE = int(os.environ.get("BENCH_SCALE", "1000"))

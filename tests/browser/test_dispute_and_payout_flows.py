@@ -9,9 +9,9 @@ from django.contrib.auth.models import Permission
 from marketplace.accounts.services import StaffGroup
 from marketplace.disputes.models import Dispute
 from marketplace.ledger.models import LedgerEntry
-from marketplace.ledger.selectors import ledger_reconcile
 from marketplace.payments.models import Payment, Refund
 from marketplace.payouts.models import Payout
+from marketplace.payouts.reconciliation import ledger_reconcile
 from tests.factories.settlement import dispute_in, payout_in, staff
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -33,11 +33,19 @@ def booking_in(status: str, **kwargs) -> Booking:
     return booking
 
 
-def settled_booking(**kwargs) -> Booking:
-    """A completed, captured booking whose partner has a payout account and whose hold period is over."""
+def settled_booking(*, window_open: bool = False, **kwargs) -> Booking:
+    """A completed, captured booking whose partner has a payout account and whose hold period is over.
+
+    Its dispute window is over too (so a payout run pays it), unless `window_open`: then it can
+    still be disputed (and a run does not pay it yet).
+    """
     booking = booking_in("completed", **kwargs)
     if not hasattr(booking.partner, "payout_account"):
         PayoutAccountFactory(partner=booking.partner)
-    Booking.objects.filter(pk=booking.pk).update(completed_at=timezone.now() - timedelta(days=30))
+    # Past the payout hold and the dispute window: payable now.
+    window_ends = timezone.now() + timedelta(days=1) if window_open else timezone.now() - timedelta(days=16)
+    Booking.objects.filter(pk=booking.pk).update(
+        completed_at=timezone.now() - timedelta(days=30), dispute_window_ends_at=window_ends
+    )
     booking.refresh_from_db()
     return booking

@@ -133,7 +133,7 @@ def dispute_in(status: str, *, booking: Booking | None = None, **booking_kwargs)
     Staff steps are taken by an Operations agent granted the booking's partner; the partial
     refund is PARTIAL_REFUND.
     """
-    booking = booking or settled_booking(**booking_kwargs)
+    booking = booking or settled_booking(window_open=True, **booking_kwargs)
     dispute = disputes.dispute_open(
         booking=booking, actor=booking.client, reason_code=Dispute.Reason.NOT_AS_DESCRIBED, description="Not done"
     )

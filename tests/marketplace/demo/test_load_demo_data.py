@@ -19,13 +19,13 @@ from marketplace.demo.generator import ScalePlan, scale_load
 from marketplace.disputes.models import Dispute
 from marketplace.jobs.models import JobApplication
 from marketplace.ledger.models import LedgerEntry, LedgerTransaction
-from marketplace.ledger.selectors import ledger_reconcile
 from marketplace.messaging.models import Conversation, Message
 from marketplace.notifications.models import EmailOutbox, Notification
 from marketplace.partners.models import Partner, PartnerMembership, PayoutAccount
 from marketplace.partners.selectors import partner_for_user
 from marketplace.payments.models import Payment, PaymentMethod, Refund
 from marketplace.payouts.models import Payout, PayoutAttempt
+from marketplace.payouts.reconciliation import ledger_reconcile
 from marketplace.reviews.models import Review
 
 pytestmark = pytest.mark.django_db
@@ -144,8 +144,8 @@ def test_load_demo_data_ledger_reconciles(demo):
     reconciliation = ledger_reconcile()
 
     assert reconciliation.balanced, reconciliation.mismatches
-    assert reconciliation.totals["refunds"] > 0
-    assert reconciliation.totals["payouts"] > 0
+    assert reconciliation.totals["EUR"]["refunds"] > 0
+    assert reconciliation.totals["EUR"]["payouts"] > 0
     assert "Ledger reconciled" in demo
 
 

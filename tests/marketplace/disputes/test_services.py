@@ -19,10 +19,10 @@ from marketplace.disputes import services as disputes
 from marketplace.disputes.models import Dispute
 from marketplace.disputes.services import TRANSITIONS
 from marketplace.ledger.models import LedgerTransaction
-from marketplace.ledger.selectors import ledger_reconcile
 from marketplace.partners.services import partner_scope_grant
 from marketplace.payments.models import Payment, Refund
 from marketplace.payouts.models import Payout, PayoutHold
+from marketplace.payouts.reconciliation import ledger_reconcile
 from marketplace.payouts.services import payout_create, payout_hold
 from tests.factories import ClientFactory, PartnerFactory, flows
 from tests.factories.settlement import dispute_in, payout_in, staff

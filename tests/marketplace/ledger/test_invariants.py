@@ -22,11 +22,12 @@ from hypothesis import strategies as st
 from marketplace.core.exceptions import ApplicationError, InvalidInput, TransitionNotAllowed
 from marketplace.core.money import quantize
 from marketplace.ledger.models import LedgerEntry, LedgerTransaction
-from marketplace.ledger.selectors import ledger_balance, ledger_reconcile
+from marketplace.ledger.selectors import ledger_balance
 from marketplace.payments.gateway import SandboxGateway
 from marketplace.payments.models import Payment, Refund
 from marketplace.payouts import services as payouts
 from marketplace.payouts.models import Payout, PayoutAttempt
+from marketplace.payouts.reconciliation import ledger_reconcile
 from tests.factories import CategoryFactory, ListingFactory, PartnerFactory, PayoutAccountFactory
 from tests.factories.flows import settled_booking
 from tests.factories.settlement import staff, submissions_not_sent
@@ -193,9 +194,9 @@ def assert_books_balance(books: Books) -> None:
     assert not [t.pk for t in sums if t.legs and t.total != 0], "a transaction does not sum to zero"
     cash = ledger_balance(account=LedgerEntry.Account.CASH)
     assert cash == books.captured - books.refunded - books.paid_out
-    assert cash == result.totals["payments"] - result.totals["refunds"] - result.totals["payouts"]
-    assert result.totals["payments"] == books.captured
-    assert result.totals["refunds"] == books.refunded == (Refund.objects.aggregate(s=Sum("amount"))["s"] or 0)
+    assert cash == result.totals["EUR"]["payments"] - result.totals["EUR"]["refunds"] - result.totals["EUR"]["payouts"]
+    assert result.totals["EUR"]["payments"] == books.captured
+    assert result.totals["EUR"]["refunds"] == books.refunded == (Refund.objects.aggregate(s=Sum("amount"))["s"] or 0)
     # each payout ledger posting belongs to a payout that was paid (and maybe reversed), once
     paid = Payout.objects.filter(status__in=[P.PAID, P.REVERSED])
     assert LedgerTransaction.objects.filter(kind="payout").count() == paid.count()

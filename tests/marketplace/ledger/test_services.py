@@ -6,8 +6,9 @@ import pytest
 from django.db.models import Sum
 
 from marketplace.ledger.models import LedgerEntry, LedgerTransaction
-from marketplace.ledger.selectors import ledger_balance, ledger_reconcile
+from marketplace.ledger.selectors import ledger_balance
 from marketplace.ledger.services import UnbalancedPosting, ledger_post
+from marketplace.payouts.reconciliation import ledger_reconcile
 from tests.factories import PartnerFactory
 from tests.factories.settlement import payout_in
 

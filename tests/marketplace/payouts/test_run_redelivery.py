@@ -13,11 +13,11 @@ import pytest
 from django.db.models import Count, Sum
 
 from marketplace.ledger.models import LedgerTransaction
-from marketplace.ledger.selectors import ledger_reconcile
 from marketplace.partners.models import PartnerMembership
 from marketplace.payments.gateway import SandboxGateway
 from marketplace.payouts import tasks
 from marketplace.payouts.models import Payout, PayoutAttempt, PayoutItem, PayoutRun
+from marketplace.payouts.reconciliation import ledger_reconcile
 from marketplace.payouts.selectors import payout_run_preview
 from tests.factories import PartnerFactory, PayoutAccountFactory, UserFactory
 from tests.factories.flows import settled_booking
@@ -58,7 +58,7 @@ def _assert_paid_exactly_as(expected: dict, book) -> None:
     """Each partner has one paid payout holding exactly the expected bookings and amount; the
     bank saw one transfer per payout; the ledger posted each payout once and reconciles."""
     paid = Payout.objects.filter(status=Payout.Status.PAID)
-    assert {p.partner_id: (p.items.filter(is_active=True).count(), p.amount) for p in paid} == expected
+    assert {(p.partner_id, p.currency): (p.items.filter(is_active=True).count(), p.amount) for p in paid} == expected
     assert Payout.objects.exclude(status=Payout.Status.PAID).count() == 0
     assert PayoutItem.objects.values("booking").annotate(n=Count("pk")).filter(n__gt=1).count() == 0
     transfers = _transfers(book)

@@ -11,11 +11,11 @@ from marketplace.audit.models import Event
 from marketplace.bookings.models import Booking
 from marketplace.disputes.models import Dispute
 from marketplace.ledger.models import LedgerEntry
-from marketplace.ledger.selectors import ledger_reconcile
 from marketplace.notifications.models import Notification
 from marketplace.partners.models import PartnerMembership
 from marketplace.payments.models import Payment
 from marketplace.payouts.models import Payout, PayoutAttempt, PayoutHold, PayoutItem, PayoutRun
+from marketplace.payouts.reconciliation import ledger_reconcile
 from marketplace.payouts.runs import payout_run_execute
 from marketplace.payouts.selectors import payout_run_preview
 from marketplace.payouts.services import booking_payable_amount
@@ -63,8 +63,8 @@ def test_run_pays_each_partner_once_for_its_settled_bookings(run_payouts, partne
     alpha_bookings, beta_bookings = _settled(alpha, 2), _settled(beta, 1)
     recent = booking_in("completed", listing__partner=alpha)  # still inside the hold period
     assert payout_run_preview() == {
-        alpha.pk: (2, _payable(alpha_bookings)),
-        beta.pk: (1, _payable(beta_bookings)),
+        (alpha.pk, "EUR"): (2, _payable(alpha_bookings)),
+        (beta.pk, "EUR"): (1, _payable(beta_bookings)),
     }
 
     run = run_payouts()
@@ -90,7 +90,19 @@ def test_run_pays_each_partner_once_for_its_settled_bookings(run_payouts, partne
         .order_by("pk")
         .values_list("verb", "to_state")
     )
-    assert verbs == [("payout.created", P.APPROVED), ("payout.submit", P.SUBMITTED), ("payout.mark_paid", P.PAID)]
+    # created, then each transition of the state machine it went through, as the system in this run
+    assert verbs == [
+        ("payout.created", P.ACCRUING),
+        ("payout.mature", P.READY),
+        ("payout.auto_approve", P.APPROVED),
+        ("payout.submit", P.SUBMITTED),
+        ("payout.mark_paid", P.PAID),
+    ]
+    run_events = Event.objects.filter(
+        target_id=str(alpha_payout.pk),
+        verb__in=["payout.created", "payout.mature", "payout.auto_approve", "payout.submit"],
+    )
+    assert {(e.actor_id, e.data["actor"], e.data["run"]) for e in run_events} == {(None, "system", run.pk)}
     owner = alpha.memberships.get().user
     assert Notification.objects.filter(user=owner, verb="payout.mark_paid", target_id=str(alpha_payout.pk)).count() == 1
     assert Event.objects.filter(verb="payout.run_finished", target_id=str(run.pk)).count() == 1
@@ -116,7 +128,9 @@ def test_refunds_are_netted_to_the_cent(run_payouts, partners):
     booking = Booking.objects.get(pk=dispute.booking_id)
     # The resolved dispute's own payout (made by the dispute workflow, if any) is not our business here.
     PayoutItem.objects.filter(booking=booking).update(is_active=False)
-    Booking.objects.filter(pk=booking.pk).update(completed_at=timezone.now() - timedelta(days=30))
+    Booking.objects.filter(pk=booking.pk).update(
+        completed_at=timezone.now() - timedelta(days=30), dispute_window_ends_at=timezone.now() - timedelta(days=16)
+    )
     payment = Payment.objects.get(booking=booking)
     assert payment.refunded_amount == PARTIAL_REFUND
     expected = _payable([booking])
@@ -151,7 +165,9 @@ def test_risk_flagged_and_disputed_are_skipped_and_reported(run_payouts, partner
     beta.save()
     _settled(beta, 1)
     disputed = dispute_in(Dispute.Status.OPENED, listing__partner=alpha)
-    Booking.objects.filter(pk=disputed.booking_id).update(completed_at=timezone.now() - timedelta(days=30))
+    Booking.objects.filter(pk=disputed.booking_id).update(
+        completed_at=timezone.now() - timedelta(days=30), dispute_window_ends_at=timezone.now() - timedelta(days=16)
+    )
 
     run = run_payouts()
 

@@ -204,9 +204,14 @@ def test_payout_create_gathers_settled_bookings_owed_to_the_partner():
         (first.pk, Decimal("85.00"), True),
         (second.pk, Decimal("50.99"), True),
     }
-    assert payout.hold_until == max(first.completed_at, second.completed_at) + timedelta(days=7)
+    # and it matures at the later of each booking's hold (completed + 7 days) and dispute window end
+    # (completed + 14 days): the dispute window, 16 days ago for both
+    assert payout.hold_until == max(first.dispute_window_ends_at, second.dispute_window_ends_at)
     event = Event.objects.get(verb="payout.created", target_id=str(payout.pk))
-    assert (event.to_state, event.data) == (S.ACCRUING, {"amount": "135.99", "bookings": [first.pk, second.pk]})
+    assert (event.to_state, event.data) == (
+        S.ACCRUING,
+        {"amount": "135.99", "items": "135.99", "carried": "0.00", "bookings": [first.pk, second.pk]},
+    )
 
 
 def test_payout_create_pays_what_is_left_after_refunds():
@@ -230,7 +235,7 @@ def test_payout_create_pays_what_is_left_after_refunds():
 def test_payout_create_refuses_a_disputed_booking_and_writes_nothing():
     # given a settled booking and one held by an open dispute
     settled = flows.settled_booking()
-    disputed = flows.settled_booking(listing=settled.listing)
+    disputed = flows.settled_booking(listing=settled.listing, window_open=True)
     dispute_open(booking=disputed, actor=disputed.client, reason_code=Dispute.Reason.QUALITY, description="Broken")
     counts = written()
 
@@ -556,7 +561,9 @@ def test_payout_attempt_failed_at_the_gateway_fails_the_payout_with_its_reason()
     # given a submitted payout to an account the gateway declines
     booking = flows.booking_in("completed")
     PayoutAccountFactory(partner=booking.partner, gateway_reference="acct_fail_closed")
-    Booking.objects.filter(pk=booking.pk).update(completed_at=timezone.now() - timedelta(days=30))
+    Booking.objects.filter(pk=booking.pk).update(
+        completed_at=timezone.now() - timedelta(days=30), dispute_window_ends_at=timezone.now() - timedelta(days=16)
+    )
     booking.refresh_from_db()
     payout = payout_in(S.SUBMITTED, bookings=[booking])
 
@@ -576,7 +583,9 @@ def test_payout_attempt_failed_at_the_gateway_fails_the_payout_with_its_reason()
 def test_payout_attempt_without_payout_account_fails_the_payout():
     # given a submitted payout of a partner with no payout account
     booking = flows.booking_in("completed")
-    Booking.objects.filter(pk=booking.pk).update(completed_at=timezone.now() - timedelta(days=30))
+    Booking.objects.filter(pk=booking.pk).update(
+        completed_at=timezone.now() - timedelta(days=30), dispute_window_ends_at=timezone.now() - timedelta(days=16)
+    )
     booking.refresh_from_db()
     payout = payout_in(S.SUBMITTED, bookings=[booking])
 

@@ -16,7 +16,7 @@ from marketplace.audit.selectors import event_list_for_object
 from marketplace.bookings.models import Booking
 from marketplace.core.exceptions import InvalidInput, NotPermitted, PaymentFailed
 from marketplace.ledger.models import LedgerEntry, LedgerTransaction
-from marketplace.ledger.selectors import ledger_balance, ledger_reconcile
+from marketplace.ledger.selectors import ledger_balance
 from marketplace.payments.models import Payment, Refund
 from marketplace.payments.services import (
     booking_accept,
@@ -25,6 +25,7 @@ from marketplace.payments.services import (
     booking_cancellation_refund,
     booking_decline,
 )
+from marketplace.payouts.reconciliation import ledger_reconcile
 from tests.factories import PartnerFactory, PaymentMethodFactory
 from tests.factories.states import booking_at, operator_with
 

@@ -9,9 +9,9 @@ from django.db.models import Sum
 from marketplace.audit.models import Event
 from marketplace.core.exceptions import InvalidInput, PaymentFailed, TransitionNotAllowed
 from marketplace.ledger.models import LedgerEntry, LedgerTransaction
-from marketplace.ledger.selectors import ledger_reconcile
 from marketplace.payments.models import Payment, Refund
 from marketplace.payments.services import booking_accept, payment_capture, payment_refund
+from marketplace.payouts.reconciliation import ledger_reconcile
 from tests.factories import flows
 
 pytestmark = pytest.mark.django_db
@@ -282,7 +282,7 @@ def test_payment_refund_same_idempotency_key_twice_returns_the_same_refund(sandb
     assert snapshot(payment) == before
     assert payment.refunded_amount == Decimal("25.00")
     assert LedgerTransaction.objects.filter(kind=K.REFUND).count() == 1
-    assert [call for call in sandbox_gateway.calls if call[0] == "refund"] == [("refund", "refund:dispute:7")]
+    assert [call for call in sandbox_gateway.calls if call[0] == "refund"] == [("refund", "refund:dispute:7:attempt:1")]
 
 
 @pytest.mark.parametrize("amount", ["0", "-5.00", "0.004"])

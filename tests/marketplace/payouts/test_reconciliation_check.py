@@ -11,9 +11,9 @@ from django.urls import reverse
 
 from marketplace.audit.models import Event
 from marketplace.core.locks import single_flight
-from marketplace.ledger import tasks
 from marketplace.ledger.models import LedgerEntry, LedgerTransaction, ReconciliationCheck
-from marketplace.ledger.services import ledger_reconcile_check
+from marketplace.payouts import tasks
+from marketplace.payouts.reconciliation import ledger_reconcile_check
 from tests.factories import flows
 from tests.processes import run_in_processes
 
@@ -49,9 +49,9 @@ def test_ledger_reconcile_check_balanced_books_write_a_balanced_row():
     check.refresh_from_db()
     assert check.balanced
     assert (check.mismatches, check.unbalanced_transaction_ids) == ([], [])
-    assert check.totals["payments"] == "200.00"
-    assert check.totals["platform_revenue"] == "30.00"
-    assert check.totals["ledger_sum"] == "0.00"
+    assert check.totals["EUR"]["payments"] == "200.00"
+    assert check.totals["EUR"]["platform_revenue"] == "30.00"
+    assert check.totals["EUR"]["ledger_sum"] == "0.00"
     assert check.duration.total_seconds() >= 0
     assert not Event.objects.filter(verb="ledger.mismatch").exists()
 
@@ -66,10 +66,10 @@ def test_ledger_reconcile_check_corrupt_entry_is_reported_not_fixed():
     result = tasks.ledger_reconcile_check()
     # then the row says mismatch, naming the unbalanced transaction and the cash account
     check = ReconciliationCheck.objects.get(pk=result["check"])
-    assert result == {"check": check.pk, "balanced": False, "mismatches": len(check.mismatches)}
+    assert result == {"check": check.pk, "balanced": False, "mismatches": 2, "negative_balances": 0}
     assert not check.balanced
     assert check.unbalanced_transaction_ids == [entry.transaction_id]
-    assert {"account": "cash", "expected": "200.00", "ledger": "200.01"} in check.mismatches
+    assert {"currency": "EUR", "account": "cash", "expected": "200.00", "ledger": "200.01"} in check.mismatches
     # and one ledger.mismatch audit event points at the check
     event = Event.objects.get(verb="ledger.mismatch")
     assert (event.target, event.actor) == (check, None)
