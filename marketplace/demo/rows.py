@@ -21,6 +21,7 @@ from marketplace.accounts.models import User
 from marketplace.bookings.models import Booking
 from marketplace.catalog.models import Category, Listing
 from marketplace.core.bulk import BulkWriter
+from marketplace.core.money import fee_and_share
 from marketplace.demo.demo import demo_password
 from marketplace.disputes.models import Dispute
 from marketplace.ledger.models import LedgerEntry, LedgerTransaction
@@ -274,8 +275,8 @@ class RowGenerator:
                 + (submitted, published, ends, created, updated)
             )
             if kind == "service" and state in ONCE_LIVE:
-                fee_cents = (price_cents * rate_bp + 5000) // 10000  # quantize(amount * rate), half up
-                fee = _cents(fee_cents)
+                fee, _ = fee_and_share(price, _bp(rate_bp))  # the one fee definition
+                fee_cents = int(fee * 100)
                 entry = (pk, owner, partner, category, price, -price, fee, -fee, _bp(rate_bp), price_cents, fee_cents)
                 self.once_live.append(entry)
                 if state == "published":

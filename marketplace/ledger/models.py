@@ -12,7 +12,6 @@ class LedgerTransaction(models.Model):
         REFUND = "refund", "Refund"
         PAYOUT = "payout", "Payout"
         REVERSAL = "reversal", "Payout reversal"
-        CHARGEBACK = "chargeback", "Chargeback"
         ADJUSTMENT = "adjustment", "Balance adjustment"
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -33,7 +32,7 @@ class LedgerTransaction(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(
-                    kind__in=["capture", "platform_fee", "refund", "payout", "reversal", "chargeback", "adjustment"]
+                    kind__in=["capture", "platform_fee", "refund", "payout", "reversal", "adjustment"]
                 ),
                 name="ledger_txn_kind_valid",
             ),

@@ -10,6 +10,7 @@ from django.utils import timezone
 from marketplace.accounts.models import User
 from marketplace.bookings.models import Booking
 from marketplace.catalog.models import Category, Listing
+from marketplace.core.money import fee_and_share
 from marketplace.partners.models import Partner, PartnerMembership, PayoutAccount
 from marketplace.payments.models import PaymentMethod
 
@@ -132,4 +133,5 @@ class BookingFactory(factory.django.DjangoModelFactory):
     ends_at = factory.LazyAttribute(lambda o: o.starts_at + timedelta(hours=2))
     amount = factory.LazyAttribute(lambda o: o.listing.price)
     commission_rate = factory.LazyAttribute(lambda o: o.listing.category.commission_rate)
-    platform_fee = factory.LazyAttribute(lambda o: (o.amount * o.commission_rate).quantize(Decimal("0.01")))
+    # The one fee definition (half up to the cent), as the booking service computes it.
+    platform_fee = factory.LazyAttribute(lambda o: fee_and_share(o.amount, o.commission_rate)[0])

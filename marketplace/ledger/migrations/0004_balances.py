@@ -24,7 +24,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='ledgertransaction',
             name='kind',
-            field=models.CharField(choices=[('capture', 'Capture'), ('platform_fee', 'Platform fee'), ('refund', 'Refund'), ('payout', 'Payout'), ('reversal', 'Payout reversal'), ('chargeback', 'Chargeback'), ('adjustment', 'Balance adjustment')], max_length=16),
+            field=models.CharField(choices=[('capture', 'Capture'), ('platform_fee', 'Platform fee'), ('refund', 'Refund'), ('payout', 'Payout'), ('reversal', 'Payout reversal'), ('adjustment', 'Balance adjustment')], max_length=16),
         ),
         migrations.AddIndex(
             model_name='ledgerentry',
@@ -32,6 +32,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='ledgertransaction',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['capture', 'platform_fee', 'refund', 'payout', 'reversal', 'chargeback', 'adjustment'])), name='ledger_txn_kind_valid'),
+            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['capture', 'platform_fee', 'refund', 'payout', 'reversal', 'adjustment'])), name='ledger_txn_kind_valid'),
         ),
     ]

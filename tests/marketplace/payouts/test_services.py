@@ -2,7 +2,7 @@
 
 from contextlib import contextmanager
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from django.db import transaction
@@ -35,7 +35,11 @@ ALL_STATES = list(S.values)
 
 def fee_of(amount: str, rate: str = "0.15") -> dict:
     amount, rate = Decimal(amount), Decimal(rate)
-    return {"amount": amount, "commission_rate": rate, "platform_fee": (amount * rate).quantize(Decimal("0.01"))}
+    return {
+        "amount": amount,
+        "commission_rate": rate,
+        "platform_fee": (amount * rate).quantize(Decimal("0.01"), ROUND_HALF_UP),
+    }
 
 
 def row(payout: Payout) -> dict:
