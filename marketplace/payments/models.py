@@ -112,3 +112,80 @@ class Refund(models.Model):
 
     def __str__(self):
         return f"Refund #{self.pk}: {self.amount} {self.currency}"
+
+
+class GatewayCall(models.Model):
+    """One call to the payment gateway: its intent, written and committed before the call, and its outcome.
+
+    A money workflow records the call (with its idempotency key) in a first transaction that holds
+    the booking's lock, commits, asks the gateway with no transaction open, then records the answer
+    in a second transaction (`marketplace.payments.services.calls`). A call left `pending` (the
+    process died, the gateway did not answer) is asked again later with the same key, which the
+    gateway answers as it did the first time; a definite answer is final, and a new try is a new
+    call with the next `number` and so a new key (a declined card does not block the booking).
+    At most one call per booking is pending at a time.
+
+    `then` (a dotted path) and `then_args` are the workflow's continuation: after the money is
+    recorded, `then(call=call, **then_args)` completes the workflow in the same second transaction.
+    """
+
+    class Operation(models.TextChoices):
+        AUTHORIZE = "authorize", "Authorize"
+        CAPTURE = "capture", "Capture"
+        VOID = "void", "Void"
+        REFUND = "refund", "Refund"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    operation = models.CharField(max_length=10, choices=Operation.choices)
+    booking = models.ForeignKey("bookings.Booking", on_delete=models.PROTECT, related_name="gateway_calls")
+    payment = models.ForeignKey(Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="gateway_calls")
+    method = models.ForeignKey(PaymentMethod, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The attempt number of this operation on this booking (1, 2, ...): part of the key.
+    number = models.PositiveIntegerField()
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    amount = AmountField()
+    currency = CurrencyField()
+    # A refund's own key (`Refund.idempotency_key`): the same refund asked twice is made once.
+    refund_key = models.CharField(max_length=128, blank=True, default="")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    reference = models.CharField(max_length=100, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    # Times the gateway was asked; a pending call is (re)asked by `gateway_calls_resume` after `next_try_at`.
+    tries = models.PositiveSmallIntegerField(default=0)
+    next_try_at = models.DateTimeField()
+    then = models.CharField(max_length=200, blank=True, default="")
+    then_args = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["booking"],
+                condition=models.Q(status="pending"),
+                name="gateway_call_one_pending_per_booking",
+            ),
+            models.UniqueConstraint(fields=["booking", "operation", "number"], name="gateway_call_unique_attempt"),
+            models.CheckConstraint(
+                condition=models.Q(operation__in=["authorize", "capture", "void", "refund"]),
+                name="gateway_call_operation_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "succeeded", "failed"]), name="gateway_call_status_valid"
+            ),
+            models.CheckConstraint(condition=models.Q(amount__gte=0), name="gateway_call_amount_not_negative"),
+        ]
+        indexes = [
+            models.Index(fields=["next_try_at"], condition=models.Q(status="pending"), name="gateway_call_pending_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.idempotency_key} ({self.status})"

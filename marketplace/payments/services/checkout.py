@@ -1,101 +1,137 @@
 """Booking transitions that move money: authorise, accept (capture), decline, expire, cancel (refund).
 
-Each locks the booking first and then its payment, always in that order.
+Each runs in the shape of `calls.py`: a first transaction locks the booking (then its payment),
+checks the transition and the rules and records the gateway call; the gateway is asked with no
+transaction open; a second transaction records the money and, through the call's continuation
+(`_after_*` below), applies the booking transition. A transition that needs no gateway call (no
+payment yet, nothing to refund) is applied in the first transaction. The services stay synchronous
+for their callers: they return the booking once all of it is done, or raise.
 """
 
 from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
-from marketplace.audit.services import event_record
 from marketplace.bookings.models import Booking
 from marketplace.bookings.services import TRANSITIONS, booking_apply_transition, booking_is_operator
-from marketplace.core.exceptions import InvalidInput, NotPermitted, PaymentFailed
+from marketplace.core.exceptions import InvalidInput, NotPermitted
 from marketplace.core.money import ZERO, quantize
 from marketplace.core.transitions import guard, lock
-from marketplace.payments.gateway import get_gateway
-from marketplace.payments.models import Payment, PaymentMethod
-from marketplace.payments.services.payments import payment_capture, payment_refund, payment_void
+from marketplace.payments.models import GatewayCall, Payment, PaymentMethod
+from marketplace.payments.services.calls import gateway_call_require_idle, gateway_workflow
+from marketplace.payments.services.payments import (
+    payment_authorize_open,
+    payment_capture_open,
+    payment_refund_open,
+    payment_void_open,
+)
 
 B = Booking.Status
 
 
+def _then(name: str) -> str:
+    return f"{__name__}.{name}"
+
+
 def booking_authorize(*, booking: Booking, actor, method: PaymentMethod) -> Booking:
-    """The client pays: authorise the amount on their saved method; the provider then accepts."""
-    with transaction.atomic():
-        booking = lock(Booking, booking.pk)
-        guard(booking, TRANSITIONS, "authorize")
-        if actor.pk != booking.client_id:
-            raise NotPermitted(f"Only the client of booking #{booking.pk} can pay for it.")
-        if method.user_id != booking.client_id:
+    """The client pays: authorise the amount on their saved method; the provider then accepts.
+
+    Each try is its own gateway call (key: booking, method, attempt number), so after a decline
+    another card, or the same one, can pay.
+    """
+
+    def first():
+        locked = lock(Booking, booking.pk)
+        guard(locked, TRANSITIONS, "authorize")
+        if actor.pk != locked.client_id:
+            raise NotPermitted(f"Only the client of booking #{locked.pk} can pay for it.")
+        if method.user_id != locked.client_id:
             raise NotPermitted("This payment method belongs to someone else.")
-        if booking.expires_at and booking.expires_at < timezone.now():
-            raise InvalidInput(f"Booking #{booking.pk} waited too long for payment and can no longer be paid.")
-        result = get_gateway().authorize(
-            token=method.gateway_token,
-            amount=booking.amount,
-            currency=booking.currency,
-            idempotency_key=f"authorize:booking:{booking.pk}",
-        )
-        if not result.ok:
-            raise PaymentFailed(f"The payment for booking #{booking.pk} was declined: {result.error}")
-        payment = Payment.objects.create(
-            booking=booking,
-            method=method,
-            amount=booking.amount,
-            currency=booking.currency,
-            gateway_reference=result.reference,
-        )
-        event_record(
-            verb="payment.authorized",
-            actor=actor,
-            target=payment,
-            to_state=payment.status,
-            data={"amount": str(payment.amount), "booking": booking.pk},
-        )
-        return booking_apply_transition(booking=booking, actor=actor, transition="authorize")
+        if locked.expires_at and locked.expires_at < timezone.now():
+            raise InvalidInput(f"Booking #{locked.pk} waited too long for payment and can no longer be paid.")
+        return payment_authorize_open(booking=locked, method=method, actor=actor, then=_then("_after_authorize"))
+
+    gateway_workflow(booking_id=booking.pk, first=first)
+    return Booking.objects.get(pk=booking.pk)
+
+
+def _after_authorize(*, call: GatewayCall) -> None:
+    booking_apply_transition(booking=lock(Booking, call.booking_id), actor=call.actor, transition="authorize")
 
 
 def booking_accept(*, booking: Booking, actor) -> Booking:
     """The provider (or an operator) accepts: the payment is captured and posted to the ledger."""
-    with transaction.atomic():
-        booking = lock(Booking, booking.pk)
-        guard(booking, TRANSITIONS, "accept")
-        if actor.pk != booking.provider_id and not booking_is_operator(booking=booking, actor=actor):
-            raise NotPermitted(f"Only the provider or an operator can accept booking #{booking.pk}.")
-        payment_capture(payment=Payment.objects.get(booking=booking), booking=booking, actor=actor)
-        return booking_apply_transition(booking=booking, actor=actor, transition="accept")
+
+    def first():
+        locked = lock(Booking, booking.pk)
+        guard(locked, TRANSITIONS, "accept")
+        if actor.pk != locked.provider_id and not booking_is_operator(booking=locked, actor=actor):
+            raise NotPermitted(f"Only the provider or an operator can accept booking #{locked.pk}.")
+        return payment_capture_open(
+            payment=Payment.objects.get(booking=locked), booking=locked, actor=actor, then=_then("_after_accept")
+        )
+
+    gateway_workflow(booking_id=booking.pk, first=first)
+    return Booking.objects.get(pk=booking.pk)
 
 
-def _void_if_authorized(booking: Booking, actor, reason: str) -> None:
+def _after_accept(*, call: GatewayCall) -> None:
+    booking_apply_transition(booking=lock(Booking, call.booking_id), actor=call.actor, transition="accept")
+
+
+def _void_or_apply(
+    booking: Booking, *, actor, transition: str, reason: str, void_reason: str | None = None, data: dict | None = None
+):
+    """Inside the first transaction: void an authorised payment, the transition following in its
+    continuation; with nothing to void, apply the transition now. Returns the call, or None."""
     payment = Payment.objects.filter(booking=booking).first()
     if payment is not None and payment.status == Payment.Status.AUTHORIZED:
-        payment_void(payment=payment, actor=actor, reason=reason)
+        return payment_void_open(
+            payment=payment,
+            actor=actor,
+            reason=reason if void_reason is None else void_reason,
+            then=_then("_after_void"),
+            then_args={"transition": transition, "reason": reason, "data": data},
+        )
+    gateway_call_require_idle(booking_id=booking.pk)
+    booking_apply_transition(booking=booking, actor=actor, transition=transition, reason=reason, data=data)
+    return None
+
+
+def _after_void(*, call: GatewayCall, transition: str, reason: str, data: dict | None) -> None:
+    booking_apply_transition(
+        booking=lock(Booking, call.booking_id), actor=call.actor, transition=transition, reason=reason, data=data
+    )
 
 
 def booking_decline(*, booking: Booking, actor, reason: str = "") -> Booking:
     """The provider (or an operator) declines; any authorisation is released."""
-    with transaction.atomic():
-        booking = lock(Booking, booking.pk)
-        guard(booking, TRANSITIONS, "decline")
-        if actor.pk != booking.provider_id and not booking_is_operator(booking=booking, actor=actor):
-            raise NotPermitted(f"Only the provider or an operator can decline booking #{booking.pk}.")
-        _void_if_authorized(booking, actor, reason)
-        return booking_apply_transition(booking=booking, actor=actor, transition="decline", reason=reason)
+
+    def first():
+        locked = lock(Booking, booking.pk)
+        guard(locked, TRANSITIONS, "decline")
+        if actor.pk != locked.provider_id and not booking_is_operator(booking=locked, actor=actor):
+            raise NotPermitted(f"Only the provider or an operator can decline booking #{locked.pk}.")
+        return _void_or_apply(locked, actor=actor, transition="decline", reason=reason)
+
+    gateway_workflow(booking_id=booking.pk, first=first)
+    return Booking.objects.get(pk=booking.pk)
 
 
 def booking_expire(*, booking: Booking, actor=None) -> Booking:
     """The timer: a booking left waiting for payment or acceptance past its deadline expires."""
-    with transaction.atomic():
-        booking = lock(Booking, booking.pk)
-        guard(booking, TRANSITIONS, "expire")
-        if booking.expires_at is None or booking.expires_at > timezone.now():
-            raise InvalidInput(f"Booking #{booking.pk} has not reached its deadline yet.")
-        _void_if_authorized(booking, actor, "expired")
-        return booking_apply_transition(booking=booking, actor=actor, transition="expire")
+
+    def first():
+        locked = lock(Booking, booking.pk)
+        guard(locked, TRANSITIONS, "expire")
+        if locked.expires_at is None or locked.expires_at > timezone.now():
+            raise InvalidInput(f"Booking #{locked.pk} has not reached its deadline yet.")
+        return _void_or_apply(locked, actor=actor, transition="expire", reason="", void_reason="expired")
+
+    gateway_workflow(booking_id=booking.pk, first=first)
+    return Booking.objects.get(pk=booking.pk)
 
 
 def booking_cancellation_refund(*, booking: Booking, now=None) -> Decimal:
@@ -118,40 +154,53 @@ def booking_cancel(*, booking: Booking, actor, reason: str, refund_amount: Decim
         refund_amount = quantize(refund_amount)
         if refund_amount < ZERO:
             raise InvalidInput("A refund cannot be negative.")
-    with transaction.atomic():
-        booking = lock(Booking, booking.pk)
-        guard(booking, TRANSITIONS, "cancel")
-        is_party = actor.pk in (booking.client_id, booking.provider_id)
+
+    def first():
+        locked = lock(Booking, booking.pk)
+        guard(locked, TRANSITIONS, "cancel")
+        is_party = actor.pk in (locked.client_id, locked.provider_id)
         # A party cancelling at the policy's refund needs no operator rights (and no scope query).
-        is_operator = (not is_party or refund_amount is not None) and booking_is_operator(booking=booking, actor=actor)
+        is_operator = (not is_party or refund_amount is not None) and booking_is_operator(booking=locked, actor=actor)
         if not is_party and not is_operator:
-            raise NotPermitted(f"You cannot cancel booking #{booking.pk}.")
+            raise NotPermitted(f"You cannot cancel booking #{locked.pk}.")
         if refund_amount is not None and not is_operator:
             raise NotPermitted("Only an operator can choose the refund amount.")
-        refunded = ZERO
-        payment = Payment.objects.filter(booking=booking).first()
-        if payment is not None and payment.status == Payment.Status.AUTHORIZED:
-            # Nothing was captured, so nothing is refunded: the authorisation is released.
-            payment_void(payment=payment, actor=actor, reason=reason)
-        elif payment is not None:
-            if refund_amount is None:
-                # The provider cancelling gives the client everything back.
-                if actor.pk == booking.provider_id:
-                    refund_amount = payment.refundable
-                else:
-                    refund_amount = booking_cancellation_refund(booking=booking)
-            if refund_amount > ZERO:
-                refunded = payment_refund(
-                    payment=payment,
-                    amount=refund_amount,
-                    actor=actor,
-                    reason=f"Cancellation: {reason}",
-                    idempotency_key=f"cancel:booking:{booking.pk}",
-                ).amount
-        return booking_apply_transition(
-            booking=booking,
-            actor=actor,
-            transition="cancel",
-            reason=reason,
-            data={"refund": str(refunded)},
+        payment = Payment.objects.filter(booking=locked).first()
+        if payment is None or payment.status == Payment.Status.AUTHORIZED:
+            # Nothing was captured, so nothing is refunded: the authorisation (if any) is released.
+            return _void_or_apply(locked, actor=actor, transition="cancel", reason=reason, data={"refund": str(ZERO)})
+        amount = refund_amount
+        if amount is None:
+            # The provider cancelling gives the client everything back.
+            if actor.pk == locked.provider_id:
+                amount = payment.refundable
+            else:
+                amount = booking_cancellation_refund(booking=locked)
+        if amount > ZERO:
+            return payment_refund_open(
+                payment=payment,
+                amount=amount,
+                actor=actor,
+                reason=f"Cancellation: {reason}",
+                idempotency_key=f"cancel:booking:{locked.pk}",
+                then=_then("_after_cancel_refund"),
+                then_args={"reason": reason},
+            )
+        gateway_call_require_idle(booking_id=locked.pk)
+        booking_apply_transition(
+            booking=locked, actor=actor, transition="cancel", reason=reason, data={"refund": str(ZERO)}
         )
+        return None
+
+    gateway_workflow(booking_id=booking.pk, first=first)
+    return Booking.objects.get(pk=booking.pk)
+
+
+def _after_cancel_refund(*, call: GatewayCall, reason: str) -> None:
+    booking_apply_transition(
+        booking=lock(Booking, call.booking_id),
+        actor=call.actor,
+        transition="cancel",
+        reason=reason,
+        data={"refund": str(call.amount)},
+    )

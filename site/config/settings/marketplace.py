@@ -62,6 +62,11 @@ MARKETPLACE_PAYOUT_RUN_BATCH_PARTNERS = env.int("MARKETPLACE_PAYOUT_RUN_BATCH_PA
 MARKETPLACE_PAYOUT_AUTO_RETRIES = env.int("MARKETPLACE_PAYOUT_AUTO_RETRIES", default=3)
 MARKETPLACE_PAYOUT_RETRY_BACKOFF_MINUTES = env.int("MARKETPLACE_PAYOUT_RETRY_BACKOFF_MINUTES", default=15)
 MARKETPLACE_PAYOUT_ATTEMPT_STALE_SECONDS = env.int("MARKETPLACE_PAYOUT_ATTEMPT_STALE_SECONDS", default=600)
+# Payment gateway calls (payments.services.calls): a call still pending this long after it was
+# opened (its process died, or the gateway did not answer) is asked again by a task, with the same
+# key; a second money operation on a booking waits this long for the one in flight, then is refused.
+MARKETPLACE_GATEWAY_CALL_STALE_SECONDS = env.int("MARKETPLACE_GATEWAY_CALL_STALE_SECONDS", default=120)
+MARKETPLACE_GATEWAY_CALL_WAIT_SECONDS = env.int("MARKETPLACE_GATEWAY_CALL_WAIT_SECONDS", default=10)
 # Schedules (manage.py schedules): minutes between payout runs and between ledger reconciliation checks.
 MARKETPLACE_PAYOUT_RUN_MINUTES = env.int("MARKETPLACE_PAYOUT_RUN_MINUTES", default=60)
 MARKETPLACE_RECONCILE_MINUTES = env.int("MARKETPLACE_RECONCILE_MINUTES", default=60)
