@@ -4,5 +4,9 @@ from marketplace.bookings import timers
 
 
 def booking_timers_run() -> dict[str, int]:
-    """Scheduled: expire, auto-complete and close bookings, and send reminders (safe to run twice)."""
+    """Scheduled: auto-complete bookings and remind providers to accept (safe to run twice).
+
+    Expiry runs in `marketplace.payments.tasks.booking_expiry_run` (it voids the authorisation),
+    closing after the review window in `marketplace.reviews.tasks.review_timers_run`.
+    """
     return timers.booking_timers_run()

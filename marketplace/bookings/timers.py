@@ -1,12 +1,15 @@
-"""Booking timers: expiry, auto-completion, closing after the review window, and reminders.
+"""Booking timers: auto-completion and the acceptance reminder; and `remind`, the reminder sweep
+the other apps' timers use.
 
 A periodic task (`marketplace.bookings.tasks.booking_timers_run`) runs them. Like every timer it
 may run twice, even twice at once (django-q2 delivers at least once), so each row is re-read under
-its lock before it moves (see `marketplace.catalog.timers.sweep`) and every reminder carries a
+its lock before it moves (see `marketplace.core.timers.sweep`) and every reminder carries a
 deterministic dedupe key, so each effect happens once.
 
-This module is a workflow over several apps (the expiry voids a payment, closing publishes
-reviews), so it calls their services; the booking services themselves never import them.
+The booking timers that reach into higher apps live there, so imports flow one way (upward):
+expiry voids the authorisation (`marketplace.payments.timers`), closing after the review window
+publishes the reviews (`marketplace.reviews.timers`), and dispute deadlines are
+`marketplace.disputes.timers`.
 """
 
 from collections.abc import Callable
@@ -15,7 +18,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from marketplace.bookings.models import Booking
@@ -24,13 +26,9 @@ from marketplace.core.timers import BATCH_SIZE, MAX_BATCHES, sweep
 from marketplace.core.transitions import lock
 from marketplace.notifications.models import Notification
 from marketplace.notifications.services import notify
-from marketplace.payments.services.checkout import booking_expire
-from marketplace.reviews.services import review_window_close
 
 B = Booking.Status
-EXPIRABLE = (B.PENDING_PAYMENT, B.AUTHORIZED)
 COMPLETABLE = (B.ACCEPTED, B.IN_PROGRESS)
-CLOSABLE = (B.COMPLETED, B.RESOLVED)
 
 
 # --- Reminders (shared with the dispute timers) ------------------------------------------------
@@ -101,7 +99,8 @@ def reminder_window(now: datetime) -> tuple[datetime, datetime]:
     return now, now + timedelta(hours=settings.MARKETPLACE_REMINDER_HOURS)
 
 
-def _in_window(deadline: datetime | None, now: datetime) -> bool:
+def in_reminder_window(deadline: datetime | None, now: datetime) -> bool:
+    """The deadline falls in `reminder_window(now)`: its reminder is due."""
     start, end = reminder_window(now)
     return deadline is not None and start < deadline <= end
 
@@ -110,26 +109,16 @@ def _in_window(deadline: datetime | None, now: datetime) -> bool:
 
 
 def booking_timers_run() -> dict[str, int]:
-    """Run every booking timer once and return what it did.
+    """Run the booking timers once and return what they did.
 
-    - pending payment or authorised (not accepted) past `expires_at`: expire (the authorisation is voided);
     - accepted or in progress past `ends_at` + MARKETPLACE_COMPLETION_GRACE_HOURS: complete;
-    - completed or resolved past the review window (and the dispute window): close, publishing the reviews;
-    - reminders MARKETPLACE_REMINDER_HOURS before a deadline: the provider before the acceptance
-      deadline, each party who has not reviewed before the review window closes.
+    - MARKETPLACE_REMINDER_HOURS before the acceptance deadline: remind the provider.
 
-    Returns {"expired", "completed", "closed", "reminded", "skipped", "failed"} counts.
+    Returns {"completed", "reminded", "skipped", "failed"} counts.
     """
-    counts = {"expired": 0, "completed": 0, "closed": 0, "reminded": 0, "skipped": 0, "failed": 0}
+    counts = {"completed": 0, "reminded": 0, "skipped": 0, "failed": 0}
     now = timezone.now()
     grace = timedelta(hours=settings.MARKETPLACE_COMPLETION_GRACE_HOURS)
-
-    def expire(pk: int) -> bool:
-        booking = lock(Booking, pk)
-        if booking.status not in EXPIRABLE or booking.expires_at is None or booking.expires_at > timezone.now():
-            return False
-        booking_expire(booking=booking, actor=None)
-        return True
 
     def complete(pk: int) -> bool:
         booking = lock(Booking, pk)
@@ -141,27 +130,11 @@ def booking_timers_run() -> dict[str, int]:
         booking_complete(booking=booking, actor=None, reason=reason)
         return True
 
-    def close(pk: int) -> bool:
-        booking = lock(Booking, pk)
-        if booking.status not in CLOSABLE or not _closing_time(booking, timezone.now()):
-            return False
-        review_window_close(booking=booking)
-        return True
-
-    sweep(Booking.objects.filter(status__in=EXPIRABLE, expires_at__lte=now), expire, counts=counts, done="expired")
     sweep(
         Booking.objects.filter(status__in=COMPLETABLE, ends_at__lte=now - grace),
         complete,
         counts=counts,
         done="completed",
-    )
-    sweep(
-        Booking.objects.filter(status__in=CLOSABLE, review_window_ends_at__lte=now).filter(
-            Q(dispute_window_ends_at__isnull=True) | Q(dispute_window_ends_at__lte=now)
-        ),
-        close,
-        counts=counts,
-        done="closed",
     )
     start, end = reminder_window(now)
     remind(
@@ -172,31 +145,12 @@ def booking_timers_run() -> dict[str, int]:
         counts=counts,
         related=("provider",),
     )
-    remind(
-        Booking.objects.filter(status__in=CLOSABLE, review_window_ends_at__gt=start, review_window_ends_at__lte=end)
-        .select_related("client", "provider")
-        .prefetch_related("reviews"),
-        lambda booking: _review_reminders(booking, now),
-        counts=counts,
-        related=("client", "provider"),
-    )
     return counts
-
-
-def _closing_time(booking: Booking, now: datetime) -> bool:
-    """The review window is over, and so is the dispute window.
-
-    A closed booking can no longer be disputed, so closing at the end of the review window must
-    not cut a longer dispute window short (they are both 14 days by default).
-    """
-    review_over = booking.review_window_ends_at is not None and booking.review_window_ends_at <= now
-    dispute_over = booking.dispute_window_ends_at is None or booking.dispute_window_ends_at <= now
-    return review_over and dispute_over
 
 
 def _accept_reminders(booking: Booking, now: datetime) -> list[Reminder]:
     deadline = booking.expires_at
-    if booking.status != B.AUTHORIZED or not _in_window(deadline, now):
+    if booking.status != B.AUTHORIZED or not in_reminder_window(deadline, now):
         return []
     return [
         Reminder(
@@ -206,22 +160,4 @@ def _accept_reminders(booking: Booking, now: datetime) -> list[Reminder]:
             title=f"Booking #{booking.pk}: accept or decline by {deadline:%Y-%m-%d %H:%M} UTC",
             body="The booking is paid. If you do not answer in time it expires and the client's payment is released.",
         )
-    ]
-
-
-def _review_reminders(booking: Booking, now: datetime) -> list[Reminder]:
-    deadline = booking.review_window_ends_at
-    if booking.status not in CLOSABLE or not _in_window(deadline, now):
-        return []
-    reviewed = {review.author_id for review in booking.reviews.all()}
-    return [
-        Reminder(
-            user=user,
-            key=f"reminder:booking-review:{booking.pk}:{user.pk}:{deadline.isoformat()}",
-            verb="booking.review_reminder",
-            title=f"Booking #{booking.pk}: leave your review by {deadline:%Y-%m-%d %H:%M} UTC",
-            body="Reviews are published together when both parties have reviewed or the window closes.",
-        )
-        for user in (booking.client, booking.provider)
-        if user.pk not in reviewed
     ]

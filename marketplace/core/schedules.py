@@ -41,6 +41,9 @@ class ScheduleSpec:
 
 SCHEDULES: list[ScheduleSpec] = [
     ScheduleSpec("booking timers", "marketplace.bookings.tasks.booking_timers_run", minutes=1),
+    ScheduleSpec("booking expiry", "marketplace.payments.tasks.booking_expiry_run", minutes=1),
+    ScheduleSpec("review timers", "marketplace.reviews.tasks.review_timers_run", minutes=1),
+    ScheduleSpec("gateway calls resume", "marketplace.payments.tasks.gateway_calls_resume", minutes=1),
     ScheduleSpec("dispute timers", "marketplace.disputes.tasks.dispute_timers_run", minutes=1),
     ScheduleSpec("listing timers", "marketplace.catalog.tasks.listing_timers_run", minutes=5),
     ScheduleSpec("notification outbox", "marketplace.notifications.tasks.outbox_flush", minutes=1),

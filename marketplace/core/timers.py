@@ -9,6 +9,7 @@ the transition service. A twin that lost the race finds the row moved and skips 
 
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 
 from django.db import models, transaction
 
@@ -31,6 +32,7 @@ def sweep(
     done: str,
     batch_size: int | None = None,
     max_batches: int | None = None,
+    atomic: bool = True,
 ) -> dict[str, int]:
     """Call `step(pk)` for each row of `queryset` (the due rows), each call in its own transaction.
 
@@ -39,6 +41,10 @@ def sweep(
     False when the row, locked and re-read, was no longer due ("skipped"). A row a concurrent
     transaction moved raises TransitionNotAllowed or InvalidInput: "skipped" too. Any other refusal
     (a gateway error) is logged and counted as "failed"; the next run tries the row again.
+
+    `atomic=False` calls `step` outside any transaction: a step that asks the payment gateway
+    opens its own transactions around the call (see `marketplace.payments.services.calls`), and
+    must lock and re-check the row itself.
     """
     batch_size = batch_size or BATCH_SIZE
     last_pk = 0
@@ -46,7 +52,7 @@ def sweep(
         pks = list(queryset.filter(pk__gt=last_pk).order_by("pk").values_list("pk", flat=True)[:batch_size])
         for pk in pks:
             try:
-                with transaction.atomic():
+                with transaction.atomic() if atomic else nullcontext():
                     did = step(pk)
             except SKIP_ERRORS:
                 counts["skipped"] += 1

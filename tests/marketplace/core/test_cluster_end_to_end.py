@@ -40,7 +40,7 @@ def test_qcluster_picks_up_scheduled_booking_expiry_and_dispute_escalation(monke
     dispute = dispute_in(Dispute.Status.OPENED)
     Dispute.objects.filter(pk=dispute.pk).update(sla_due_at=past)
     call_command("schedules")
-    assert Schedule.objects.filter(func="marketplace.bookings.tasks.booking_timers_run").count() == 1
+    assert Schedule.objects.filter(func="marketplace.payments.tasks.booking_expiry_run").count() == 1
     Schedule.objects.update(next_run=past)  # every schedule is due
 
     with QCluster(database=connection.settings_dict, env={"Q_POLL": str(POLL)}, workers=2):
@@ -57,7 +57,7 @@ def test_qcluster_picks_up_scheduled_booking_expiry_and_dispute_escalation(monke
         tasks = {
             func: wait_for(lambda f=func: Task.objects.filter(func=f).first(), timeout=10, message=f"{func} result")
             for func in (
-                "marketplace.bookings.tasks.booking_timers_run",
+                "marketplace.payments.tasks.booking_expiry_run",
                 "marketplace.disputes.tasks.dispute_timers_run",
             )
         }
@@ -69,7 +69,7 @@ def test_qcluster_picks_up_scheduled_booking_expiry_and_dispute_escalation(monke
         print(
             f"{func}: started {pickup:.2f}s after it was queued, ran {(task.stopped - task.started).total_seconds():.2f}s"
         )
-    assert tasks["marketplace.bookings.tasks.booking_timers_run"].result["expired"] == 1
+    assert tasks["marketplace.payments.tasks.booking_expiry_run"].result["expired"] == 1
     assert tasks["marketplace.disputes.tasks.dispute_timers_run"].result["escalated"] == 1
     assert Event.objects.filter(verb="booking.expire", target_id=str(booking.pk)).count() == 1
     assert Event.objects.filter(verb="dispute.escalate", target_id=str(dispute.pk)).count() == 1

@@ -1,5 +1,10 @@
 """The booking timers: expiry (with the void of the authorisation), auto-completion, closing after
-the review window, reminders; and the redelivery rule of issue 3 for `booking_timers_run`."""
+the review window, reminders; and the redelivery rule of issue 3 for the tasks that run them.
+
+Each app runs the timers it owns (issue 9: imports flow upward): bookings auto-completes and reminds
+providers (`bookings.tasks.booking_timers_run`), payments expires and voids
+(`payments.tasks.booking_expiry_run`), reviews closes and reminds reviewers
+(`reviews.tasks.review_timers_run`). `run_timers` runs the three, as the schedules do every minute."""
 
 from datetime import timedelta
 
@@ -8,10 +13,12 @@ from django.conf import settings
 from django.utils import timezone
 
 from marketplace.audit.models import Event
-from marketplace.bookings import tasks
+from marketplace.bookings import tasks as booking_tasks
 from marketplace.bookings.models import Booking
 from marketplace.notifications.models import EmailOutbox, Notification
+from marketplace.payments import tasks as payment_tasks
 from marketplace.payments.models import Payment
+from marketplace.reviews import tasks as review_tasks
 from marketplace.reviews.models import Review
 from marketplace.reviews.services import review_submit
 from tests.factories.states import booking_at
@@ -20,6 +27,15 @@ from tests.processes import run_in_processes
 S = Booking.Status
 P = Payment.Status
 ZERO_COUNTS = {"expired": 0, "completed": 0, "closed": 0, "reminded": 0, "skipped": 0, "failed": 0}
+
+
+def run_timers() -> dict[str, int]:
+    """Run every booking timer once, as the three schedules do, and add up their counts."""
+    counts = dict(ZERO_COUNTS)
+    for run in (payment_tasks.booking_expiry_run, booking_tasks.booking_timers_run, review_tasks.review_timers_run):
+        for key, value in run().items():
+            counts[key] += value
+    return counts
 
 
 def _move(booking: Booking, **fields) -> Booking:
@@ -78,7 +94,7 @@ def test_booking_timers_expire_unpaid_and_unaccepted_bookings_past_their_deadlin
     voids_before = _gateway_calls(sandbox_gateway, "void")
 
     # when the timers run
-    counts = tasks.booking_timers_run()
+    counts = run_timers()
 
     # then both overdue bookings expired, and nothing else happened
     assert counts == {**ZERO_COUNTS, "expired": 2}
@@ -113,7 +129,7 @@ def test_booking_timers_leave_a_booking_whose_void_fails_for_the_next_run(sandbo
     sandbox_gateway.fail_next("void")
 
     # when the timers run
-    counts = tasks.booking_timers_run()
+    counts = run_timers()
 
     # then the row failed and nothing was written: still authorised, the money still held
     assert counts == {**ZERO_COUNTS, "failed": 1}
@@ -124,7 +140,7 @@ def test_booking_timers_leave_a_booking_whose_void_fails_for_the_next_run(sandbo
     assert _notified("booking.expire") == []
 
     # and the next run, the gateway answering again, expires it and voids once
-    assert tasks.booking_timers_run() == {**ZERO_COUNTS, "expired": 1}
+    assert run_timers() == {**ZERO_COUNTS, "expired": 1}
     assert Payment.objects.get(pk=payment.pk).status == P.VOIDED
     assert Event.objects.filter(verb="payment.voided", target_id=str(payment.pk)).count() == 1
 
@@ -141,7 +157,7 @@ def test_booking_timers_complete_bookings_after_end_plus_grace():
     in_grace = _move(booking_at(S.IN_PROGRESS), starts_at=_ago(days=3), ends_at=_ahead(hours=1) - _grace())
 
     # when the timers run
-    counts = tasks.booking_timers_run()
+    counts = run_timers()
 
     # then the two overdue ones are completed by the system, with their review and dispute windows
     assert counts == {**ZERO_COUNTS, "completed": 2}
@@ -179,7 +195,7 @@ def test_booking_timers_close_after_the_review_window_and_publish_the_reviews():
     open_window = booking_at(S.COMPLETED)
 
     # when the timers run
-    counts = tasks.booking_timers_run()
+    counts = run_timers()
 
     # then the first is closed by the system and its review is published; the other is untouched
     assert counts == {**ZERO_COUNTS, "closed": 1}
@@ -205,7 +221,7 @@ def test_booking_timers_do_not_close_before_a_longer_dispute_window_ends():
     )
 
     # when the timers run
-    counts = tasks.booking_timers_run()
+    counts = run_timers()
 
     # then it stays open to a dispute
     assert counts == ZERO_COUNTS
@@ -219,7 +235,7 @@ def test_booking_timers_close_a_resolved_booking_after_its_review_window():
     booking = _move(booking_at(S.RESOLVED), review_window_ends_at=_ago(hours=1), dispute_window_ends_at=_ago(hours=1))
 
     # when the timers run
-    counts = tasks.booking_timers_run()
+    counts = run_timers()
 
     # then it is closed
     assert counts == {**ZERO_COUNTS, "closed": 1}
@@ -239,7 +255,7 @@ def test_booking_timers_remind_the_provider_before_the_acceptance_deadline():
     later = _move(booking_at(S.AUTHORIZED), expires_at=_ahead(hours=30))
 
     # when the timers run
-    counts = tasks.booking_timers_run()
+    counts = run_timers()
 
     # then only the provider of the first is reminded, with the deadline in the dedupe key
     assert counts == {**ZERO_COUNTS, "reminded": 1}
@@ -265,7 +281,7 @@ def test_booking_timers_remind_only_the_parties_who_have_not_reviewed():
     _move(booking_at(S.COMPLETED), review_window_ends_at=_ahead(days=3))
 
     # when the timers run
-    counts = tasks.booking_timers_run()
+    counts = run_timers()
 
     # then the provider of the first and both parties of the second are reminded
     assert counts == {**ZERO_COUNTS, "reminded": 3}
@@ -340,9 +356,9 @@ def test_booking_timers_run_twice_in_a_row_does_everything_once():
     bookings = _all_due_bookings()
 
     # when the task runs, and is delivered again
-    first = tasks.booking_timers_run()
+    first = run_timers()
     after_first = _snapshot()
-    second = tasks.booking_timers_run()
+    second = run_timers()
 
     # then the first run did it all, the second nothing at all
     assert first == {**ZERO_COUNTS, "expired": 2, "completed": 1, "closed": 1, "reminded": 3}
@@ -357,7 +373,7 @@ def test_booking_timers_run_twice_at_once_in_two_processes_does_everything_once(
     bookings = _all_due_bookings()
 
     # when two workers run the task at the same moment
-    outcomes = run_in_processes(tasks.booking_timers_run, tasks.booking_timers_run)
+    outcomes = run_in_processes(run_timers, run_timers)
 
     # then neither failed, and between them each effect happened exactly once
     assert outcomes.all_ok()
@@ -366,4 +382,4 @@ def test_booking_timers_run_twice_at_once_in_two_processes_does_everything_once(
     assert {**totals, "skipped": 0} == {**ZERO_COUNTS, "expired": 2, "completed": 1, "closed": 1, "reminded": 3}
     _assert_done_once(bookings)
     # and a third delivery afterwards finds nothing to do
-    assert tasks.booking_timers_run() == ZERO_COUNTS
+    assert run_timers() == ZERO_COUNTS
