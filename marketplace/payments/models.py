@@ -189,3 +189,53 @@ class GatewayCall(models.Model):
 
     def __str__(self):
         return f"{self.idempotency_key} ({self.status})"
+
+
+class RefundRequest(models.Model):
+    """A refund a person chose that is above the second-approval threshold, waiting for a second person.
+
+    Written only by `payments.services.refunds`; approving it makes the refund through the same
+    refund rule (`refund_policy_check`) as every other door.
+    """
+
+    class Status(models.TextChoices):
+        AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+        REFUNDED = "refunded", "Refunded"
+        REJECTED = "rejected", "Rejected"
+
+    class Door(models.TextChoices):
+        CANCEL = "cancel", "Booking cancellation"
+        MANUAL = "manual", "Manual refund"
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refund_requests")
+    amount = AmountField()
+    currency = CurrencyField()
+    door = models.CharField(max_length=16, choices=Door.choices)
+    reason = models.TextField()
+    # The refund's own idempotency key: approving twice refunds once.
+    idempotency_key = models.CharField(max_length=128, unique=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.AWAITING_APPROVAL)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    refund = models.ForeignKey(Refund, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="refund_request_amount_positive"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["awaiting_approval", "refunded", "rejected"]),
+                name="refund_request_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(decided_by__isnull=True) | ~models.Q(decided_by=models.F("requested_by")),
+                name="refund_request_four_eyes",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Refund request #{self.pk}: {self.amount} {self.currency}"

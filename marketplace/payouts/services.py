@@ -19,8 +19,8 @@ from marketplace.partners.models import Partner, PartnerMembership
 from marketplace.partners.selectors import partner_for_user
 from marketplace.payments.gateway import GatewayUnavailable, get_gateway
 from marketplace.payments.models import Payment
-from marketplace.payments.payable import CANCELLED, SETTLED, booking_payable
-from marketplace.payouts.balances import partner_balances
+from marketplace.payments.payable import CANCELLED, SETTLED, booking_payable, mature_q
+from marketplace.payouts.balances import partner_balances, payout_cutoff
 from marketplace.payouts.models import Payout, PayoutAttempt, PayoutHold, PayoutItem
 from marketplace.payouts.selectors import payout_for_user
 
@@ -306,16 +306,26 @@ def _release(payout: Payout, *, actor, kind, dispute_id, reason: str, permission
             )
             return payout
         _apply(payout, actor=actor, transition="release", reason=reason)
-        if payout.hold_until <= timezone.now():
+        if payout_is_mature(payout):
             _apply(payout, actor=None, transition="mature")
         return payout
+
+
+def payout_is_mature(payout: Payout, now=None) -> bool:
+    """Past its hold: the hold period it was created with is over, or every booking it pays is
+    payable now by the one rule (`mature_q`; e.g. a booking whose dispute was resolved early)."""
+    now = now or timezone.now()
+    if payout.hold_until <= now:
+        return True
+    bookings = Booking.objects.filter(payout_items__payout=payout, payout_items__is_active=True)
+    return bookings.exists() and not bookings.exclude(mature_q(cutoff=payout_cutoff(now), now=now)).exists()
 
 
 def payout_mature(*, payout: Payout) -> Payout:
     """The timer: a payout whose hold period is over becomes ready."""
     with transaction.atomic():
         payout = lock(Payout, payout.pk)
-        if payout.hold_until > timezone.now():
+        if not payout_is_mature(payout):
             raise InvalidInput(f"Payout #{payout.pk} is held until {payout.hold_until:%Y-%m-%d %H:%M}.")
         return _apply(payout, actor=None, transition="mature")
 

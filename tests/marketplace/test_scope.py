@@ -87,7 +87,7 @@ def world() -> World:
         name: ListingFactory(partner=partner, category=cat, status=Listing.Status.PUBLISHED)
         for name, (partner, cat) in where.items()
     }
-    bookings = {name: flows.settled_booking(listing=listing) for name, listing in listings.items()}
+    bookings = {name: flows.settled_booking(window_open=True, listing=listing) for name, listing in listings.items()}
     payouts = {
         name: payout_create(partner=bookings[name].partner, bookings=[bookings[name]])
         for name in ("a_cleaning", "b_gardening")

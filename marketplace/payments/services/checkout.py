@@ -19,13 +19,18 @@ from marketplace.bookings.services import TRANSITIONS, booking_apply_transition,
 from marketplace.core.exceptions import InvalidInput, NotPermitted
 from marketplace.core.money import ZERO, quantize
 from marketplace.core.transitions import guard, lock
-from marketplace.payments.models import GatewayCall, Payment, PaymentMethod
+from marketplace.payments.models import GatewayCall, Payment, PaymentMethod, RefundRequest
 from marketplace.payments.services.calls import gateway_call_require_idle, gateway_workflow
 from marketplace.payments.services.payments import (
     payment_authorize_open,
     payment_capture_open,
     payment_refund_open,
     payment_void_open,
+)
+from marketplace.payments.services.refunds import (
+    refund_needs_second_person,
+    refund_policy_check,
+    refund_request_create,
 )
 
 B = Booking.Status
@@ -176,6 +181,33 @@ def booking_cancel(*, booking: Booking, actor, reason: str, refund_amount: Decim
                 amount = payment.refundable
             else:
                 amount = booking_cancellation_refund(booking=locked)
+        elif amount > payment.refundable:
+            raise InvalidInput(
+                f"A refund of {amount} {payment.currency} exceeds the {payment.refundable} {payment.currency} "
+                f"left to refund on payment #{payment.pk}."
+            )
+        elif amount > ZERO and refund_needs_second_person(amount=amount, currency=payment.currency):
+            # An operator's chosen refund above the threshold: the booking is cancelled now, the
+            # refund waits for a second person (the one refund rule, `refunds.py`).
+            gateway_call_require_idle(booking_id=locked.pk)
+            request = refund_request_create(
+                payment=payment,
+                amount=amount,
+                actor=actor,
+                reason=f"Cancellation: {reason}",
+                door=RefundRequest.Door.CANCEL,
+                idempotency_key=f"cancel:booking:{locked.pk}",
+            )
+            booking_apply_transition(
+                booking=locked,
+                actor=actor,
+                transition="cancel",
+                reason=reason,
+                data={"refund": str(ZERO), "refund_requested": str(amount), "refund_request": request.pk},
+            )
+            return None
+        elif amount > ZERO:
+            refund_policy_check(payment=payment, amount=amount, requested_by=actor)
         if amount > ZERO:
             return payment_refund_open(
                 payment=payment,

@@ -105,7 +105,7 @@ def test_dispute_autocomplete_filters_offer_in_scope_partners_and_staff_assignee
 
 def test_dispute_changelist_filtered_costs_the_same_queries_for_10_200_and_400_disputes(client):
     # given closed disputes of one booking (an open one is unique per booking), assigned to one agent
-    booking, agent = settled_booking(), staff(StaffGroup.OPERATIONS_AGENT)
+    booking, agent = settled_booking(window_open=True), staff(StaffGroup.OPERATIONS_AGENT)
     opener = ClientFactory()
     client.force_login(staff(StaffGroup.OPERATIONS_LEAD))
     params = {
