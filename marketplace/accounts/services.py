@@ -65,8 +65,10 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "disputes.assign_dispute",
         "disputes.approve_refund",
         "payouts.change_payout",
+        "payouts.add_payout",
         "payouts.hold_payout",
         "payouts.view_payoutrun",
+        "payouts.view_balanceadjustment",
         "ledger.view_reconciliationcheck",
         "notifications.view_emailoutbox",
         "notifications.change_emailoutbox",
@@ -84,8 +86,12 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
     StaffGroup.FINANCE: _VIEW_OPS
     + [
         "payouts.change_payout",
+        "payouts.add_payout",
         "payouts.hold_payout",
         "payouts.approve_payout",
+        "payouts.view_balanceadjustment",
+        "payouts.add_balanceadjustment",
+        "payouts.approve_balanceadjustment",
         "disputes.approve_refund",
         "ledger.view_ledgerentry",
         "ledger.view_ledgertransaction",
