@@ -52,7 +52,7 @@ SCHEDULES: list[ScheduleSpec] = [
     ),
     ScheduleSpec(
         "ledger reconciliation",
-        "marketplace.ledger.tasks.ledger_reconcile_check",
+        "marketplace.payouts.tasks.ledger_reconcile_check",
         minutes_setting="MARKETPLACE_RECONCILE_MINUTES",
     ),
     ScheduleSpec("cms publish scheduled", "cms.tasks.publish_scheduled", minutes=1),

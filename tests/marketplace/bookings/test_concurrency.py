@@ -11,7 +11,7 @@ from marketplace.bookings.models import Booking
 from marketplace.bookings.services import booking_complete
 from marketplace.core.exceptions import TransitionNotAllowed
 from marketplace.ledger.models import LedgerTransaction
-from marketplace.ledger.selectors import ledger_reconcile
+from marketplace.payouts.reconciliation import ledger_reconcile
 from marketplace.payments.models import Payment, Refund
 from marketplace.payments.services import booking_accept, booking_cancel, booking_decline
 from tests.concurrency import run_concurrently, run_twice

@@ -44,7 +44,7 @@ def test_schedules_command_registers_every_schedule():
         "marketplace.catalog.tasks.listing_timers_run": 5,
         "marketplace.notifications.tasks.outbox_flush": 1,
         "marketplace.payouts.tasks.payout_run": 60,
-        "marketplace.ledger.tasks.ledger_reconcile_check": 60,
+        "marketplace.payouts.tasks.ledger_reconcile_check": 60,
         "cms.tasks.publish_scheduled": 1,
         "marketplace.transfers.tasks.transfer_files_prune": 24 * 60,
     }

@@ -14,7 +14,7 @@ from marketplace.disputes import services as disputes
 from marketplace.disputes.models import Dispute, DisputeEvidence
 from marketplace.disputes.services import TRANSITIONS
 from marketplace.ledger.models import LedgerTransaction
-from marketplace.ledger.selectors import ledger_reconcile
+from marketplace.payouts.reconciliation import ledger_reconcile
 from marketplace.payments.gateway import SandboxGateway
 from marketplace.payments.models import Refund
 from marketplace.payouts.models import Payout, PayoutHold
@@ -88,7 +88,11 @@ def test_dispute_transition_twice_at_once_one_wins(transition):
     # given a dispute on a booking of 100.00 (fee 15.00) holding its payout of 85.00
     source, calls, refund = RACES[transition]
     booking = flows.settled_booking(
-        amount=Decimal("100.00"), commission_rate=Decimal("0.15"), platform_fee=Decimal("15.00")
+        window_open=True,
+        window_open=True,
+        amount=Decimal("100.00"),
+        commission_rate=Decimal("0.15"),
+        platform_fee=Decimal("15.00"),
     )
     payout = payout_create(partner=booking.partner, bookings=[booking])
     dispute = dispute_in(source, booking=booking)
@@ -127,7 +131,7 @@ def test_dispute_transition_twice_at_once_one_wins(transition):
 @two_connections
 def test_dispute_open_twice_at_once_opens_one_dispute():
     # given a completed booking in an accruing payout
-    booking = flows.settled_booking()
+    booking = flows.settled_booking(window_open=True, window_open=True)
     payout = payout_create(partner=booking.partner, bookings=[booking])
     client = booking.client
 
@@ -149,7 +153,11 @@ def test_dispute_open_twice_at_once_opens_one_dispute():
 def test_dispute_approve_resolution_twice_at_once_refunds_once():
     # given a refund of 600.00 proposed by a lead on a booking of 1,000.00, and two Finance approvers
     booking = flows.settled_booking(
-        amount=Decimal("1000.00"), commission_rate=Decimal("0.15"), platform_fee=Decimal("150.00")
+        window_open=True,
+        window_open=True,
+        amount=Decimal("1000.00"),
+        commission_rate=Decimal("0.15"),
+        platform_fee=Decimal("150.00"),
     )
     dispute = dispute_in(S.UNDER_REVIEW, booking=booking)
     disputes.dispute_resolve(
@@ -203,7 +211,11 @@ def test_dispute_assign_to_two_agents_at_once_leaves_one_holder():
 def test_dispute_open_and_payout_create_at_once_end_in_a_serial_order():
     # given a completed booking of 100.00 (fee 15.00) that is not in a payout yet
     booking = flows.settled_booking(
-        amount=Decimal("100.00"), commission_rate=Decimal("0.15"), platform_fee=Decimal("15.00")
+        window_open=True,
+        window_open=True,
+        amount=Decimal("100.00"),
+        commission_rate=Decimal("0.15"),
+        platform_fee=Decimal("15.00"),
     )
     client, partner = booking.client, booking.partner
 

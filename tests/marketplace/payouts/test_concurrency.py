@@ -12,7 +12,7 @@ from marketplace.accounts.services import StaffGroup
 from marketplace.audit.models import Event
 from marketplace.core.exceptions import TransitionNotAllowed
 from marketplace.ledger.models import LedgerTransaction
-from marketplace.ledger.selectors import ledger_reconcile
+from marketplace.payouts.reconciliation import ledger_reconcile
 from marketplace.payments.gateway import SandboxGateway
 from marketplace.payouts import services as payouts
 from marketplace.payouts.models import Payout, PayoutAttempt, PayoutHold
