@@ -89,7 +89,6 @@ def test_dispute_transition_twice_at_once_one_wins(transition):
     source, calls, refund = RACES[transition]
     booking = flows.settled_booking(
         window_open=True,
-        window_open=True,
         amount=Decimal("100.00"),
         commission_rate=Decimal("0.15"),
         platform_fee=Decimal("15.00"),
@@ -131,7 +130,7 @@ def test_dispute_transition_twice_at_once_one_wins(transition):
 @two_connections
 def test_dispute_open_twice_at_once_opens_one_dispute():
     # given a completed booking in an accruing payout
-    booking = flows.settled_booking(window_open=True, window_open=True)
+    booking = flows.settled_booking(window_open=True)
     payout = payout_create(partner=booking.partner, bookings=[booking])
     client = booking.client
 
@@ -153,7 +152,6 @@ def test_dispute_open_twice_at_once_opens_one_dispute():
 def test_dispute_approve_resolution_twice_at_once_refunds_once():
     # given a refund of 600.00 proposed by a lead on a booking of 1,000.00, and two Finance approvers
     booking = flows.settled_booking(
-        window_open=True,
         window_open=True,
         amount=Decimal("1000.00"),
         commission_rate=Decimal("0.15"),
@@ -211,7 +209,6 @@ def test_dispute_assign_to_two_agents_at_once_leaves_one_holder():
 def test_dispute_open_and_payout_create_at_once_end_in_a_serial_order():
     # given a completed booking of 100.00 (fee 15.00) that is not in a payout yet
     booking = flows.settled_booking(
-        window_open=True,
         window_open=True,
         amount=Decimal("100.00"),
         commission_rate=Decimal("0.15"),
