@@ -1,6 +1,9 @@
 """Booking transitions fired twice at once from two database connections: exactly one wins, the
 other gets TransitionNotAllowed, and money moves once (STYLE.md, Tests). Two different transitions
-fired at once end as one of their serial orders, never as a mix of both."""
+fired at once end as their serial order, never as a mix of both.
+
+Each race is run with `run_overlapping`: the second call is seen waiting on the booking's row lock
+(pg_stat_activity) while the first still holds it, so the two transactions really overlapped."""
 
 from decimal import Decimal
 
@@ -11,10 +14,10 @@ from marketplace.bookings.models import Booking
 from marketplace.bookings.services import booking_complete
 from marketplace.core.exceptions import TransitionNotAllowed
 from marketplace.ledger.models import LedgerTransaction
-from marketplace.payouts.reconciliation import ledger_reconcile
 from marketplace.payments.models import Payment, Refund
 from marketplace.payments.services import booking_accept, booking_cancel, booking_decline
-from tests.concurrency import run_concurrently, run_twice
+from marketplace.payouts.reconciliation import ledger_reconcile
+from tests.concurrency import run_overlapping
 from tests.factories.states import booking_at
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,11 +43,17 @@ def test_booking_accept_twice_at_once_captures_once(sandbox_gateway):
     booking = booking_at(S.AUTHORIZED, listing__price=Decimal("80.00"))
     provider = booking.provider
 
-    # when the provider's two clicks arrive at the same moment
-    outcomes = run_twice(lambda: booking_accept(booking=booking, actor=provider))
+    # when the provider's second click arrives while the first accept still holds the booking
+    overlap = run_overlapping(
+        lambda: booking_accept(booking=booking, actor=provider),
+        lambda: booking_accept(booking=booking, actor=provider),
+    )
 
-    # then one accepts, the other is told the booking is already accepted
-    _, loser = outcomes.one_winner()
+    # then the second was seen waiting on the booking's row lock before the first committed
+    assert overlap.wait.waiting_for == ("Lock", "SELECT", "bookings_booking")
+    # and the first accepts, the second is told the booking is already accepted
+    winner, loser = overlap.one_winner()
+    assert (winner.index, loser.index) == (0, 1)
     assert isinstance(loser.error, TransitionNotAllowed)
     assert str(loser.error) == f"Booking #{booking.pk} is 'accepted': cannot accept."
     booking.refresh_from_db()
@@ -64,11 +73,16 @@ def test_booking_cancel_twice_at_once_refunds_once(sandbox_gateway):
     booking = booking_at(S.ACCEPTED, listing__price=Decimal("80.00"))
     client = booking.client
 
-    # when the client's cancellation is sent twice at once
-    outcomes = run_twice(lambda: booking_cancel(booking=booking, actor=client, reason="Plans changed."))
+    # when the client's cancellation is sent twice, overlapping
+    overlap = run_overlapping(
+        lambda: booking_cancel(booking=booking, actor=client, reason="Plans changed."),
+        lambda: booking_cancel(booking=booking, actor=client, reason="Plans changed."),
+    )
 
-    # then
-    _, loser = outcomes.one_winner()
+    # then the second waited on the booking's lock, and is refused once the first has cancelled
+    assert overlap.wait.waiting_for == ("Lock", "SELECT", "bookings_booking")
+    winner, loser = overlap.one_winner()
+    assert (winner.index, loser.index) == (0, 1)
     assert isinstance(loser.error, TransitionNotAllowed)
     assert str(loser.error) == f"Booking #{booking.pk} is 'cancelled': cannot cancel."
     booking.refresh_from_db()
@@ -88,19 +102,22 @@ def test_booking_complete_twice_at_once_completes_once():
     booking = booking_at(S.IN_PROGRESS)
     provider = booking.provider
 
-    # when the provider and the completion timer fire together
-    outcomes = run_concurrently(
+    # when the completion timer fires while the provider's completion still holds the booking
+    overlap = run_overlapping(
         lambda: booking_complete(booking=booking, actor=provider),
         lambda: booking_complete(booking=booking, actor=None),
     )
 
     # then
-    _, loser = outcomes.one_winner()
+    assert overlap.wait.waiting_for == ("Lock", "SELECT", "bookings_booking")
+    winner, loser = overlap.one_winner()
+    assert (winner.index, loser.index) == (0, 1)
     assert isinstance(loser.error, TransitionNotAllowed)
     assert str(loser.error) == f"Booking #{booking.pk} is 'completed': cannot complete."
     booking.refresh_from_db()
     assert booking.status == S.COMPLETED
     assert _events(booking, "booking.complete") == 1
+    assert Event.objects.get(verb="booking.complete", target_id=str(booking.pk)).actor_id == provider.pk
 
 
 def test_booking_decline_twice_at_once_voids_once(sandbox_gateway):
@@ -109,10 +126,15 @@ def test_booking_decline_twice_at_once_voids_once(sandbox_gateway):
     provider = booking.provider
 
     # when
-    outcomes = run_twice(lambda: booking_decline(booking=booking, actor=provider, reason="Fully booked."))
+    overlap = run_overlapping(
+        lambda: booking_decline(booking=booking, actor=provider, reason="Fully booked."),
+        lambda: booking_decline(booking=booking, actor=provider, reason="Fully booked."),
+    )
 
     # then
-    _, loser = outcomes.one_winner()
+    assert overlap.wait.waiting_for == ("Lock", "SELECT", "bookings_booking")
+    winner, loser = overlap.one_winner()
+    assert (winner.index, loser.index) == (0, 1)
     assert isinstance(loser.error, TransitionNotAllowed)
     assert str(loser.error) == f"Booking #{booking.pk} is 'declined': cannot decline."
     booking.refresh_from_db()
@@ -123,62 +145,97 @@ def test_booking_decline_twice_at_once_voids_once(sandbox_gateway):
     assert _events(booking, "booking.decline") == 1
 
 
-def test_booking_accept_and_decline_at_once_one_wins_and_money_agrees(sandbox_gateway):
+def test_booking_accept_then_decline_overlapping_accepts_and_captures(sandbox_gateway):
     # given
     booking = booking_at(S.AUTHORIZED)
     provider = booking.provider
 
-    # when the provider accepts in one tab and declines in another
-    outcomes = run_concurrently(
+    # when the provider accepts in one tab and, while that holds the booking, declines in another
+    overlap = run_overlapping(
         lambda: booking_accept(booking=booking, actor=provider),
         lambda: booking_decline(booking=booking, actor=provider, reason="Changed my mind."),
     )
 
-    # then exactly one happened, and the payment matches whichever it was
-    winner, loser = outcomes.one_winner()
-    assert isinstance(loser.error, TransitionNotAllowed)
+    # then the decline waited, then found the booking accepted; the payment was captured, never voided
+    assert overlap.wait.waiting_for == ("Lock", "SELECT", "bookings_booking")
+    winner, loser = overlap.one_winner()
+    assert (winner.index, loser.index) == (0, 1)
+    assert str(loser.error) == f"Booking #{booking.pk} is 'accepted': cannot decline."
     booking.refresh_from_db()
     payment = Payment.objects.get(booking=booking)
-    if winner.index == 0:
-        assert (booking.status, payment.status, _ledger_kinds()) == (
-            S.ACCEPTED,
-            P.CAPTURED,
-            ["capture", "platform_fee"],
-        )
-    else:
-        assert (booking.status, payment.status, _ledger_kinds()) == (S.DECLINED, P.VOIDED, [])
-    assert _gateway_calls(sandbox_gateway, "capture") + _gateway_calls(sandbox_gateway, "void") == 1
+    assert (booking.status, payment.status, _ledger_kinds()) == (S.ACCEPTED, P.CAPTURED, ["capture", "platform_fee"])
+    assert (_gateway_calls(sandbox_gateway, "capture"), _gateway_calls(sandbox_gateway, "void")) == (1, 0)
 
 
-def test_booking_accept_and_cancel_at_once_end_as_one_serial_order(sandbox_gateway):
+def test_booking_decline_then_accept_overlapping_declines_and_voids(sandbox_gateway):
+    # given
+    booking = booking_at(S.AUTHORIZED)
+    provider = booking.provider
+
+    # when the provider declines in one tab and, while that holds the booking, accepts in another
+    overlap = run_overlapping(
+        lambda: booking_decline(booking=booking, actor=provider, reason="Changed my mind."),
+        lambda: booking_accept(booking=booking, actor=provider),
+    )
+
+    # then the accept waited, then found the booking declined; nothing was captured
+    assert overlap.wait.waiting_for == ("Lock", "SELECT", "bookings_booking")
+    winner, loser = overlap.one_winner()
+    assert (winner.index, loser.index) == (0, 1)
+    assert str(loser.error) == f"Booking #{booking.pk} is 'declined': cannot accept."
+    booking.refresh_from_db()
+    payment = Payment.objects.get(booking=booking)
+    assert (booking.status, payment.status, _ledger_kinds()) == (S.DECLINED, P.VOIDED, [])
+    assert (_gateway_calls(sandbox_gateway, "capture"), _gateway_calls(sandbox_gateway, "void")) == (0, 1)
+
+
+def test_booking_accept_then_cancel_overlapping_captures_then_refunds_in_full(sandbox_gateway):
     # given an authorised booking starting in a week (a cancellation then refunds in full)
     booking = booking_at(S.AUTHORIZED, listing__price=Decimal("80.00"))
     provider, client = booking.provider, booking.client
 
-    # when the provider accepts while the client cancels
-    outcomes = run_concurrently(
+    # when the client cancels while the provider's accept holds the booking
+    overlap = run_overlapping(
         lambda: booking_accept(booking=booking, actor=provider),
         lambda: booking_cancel(booking=booking, actor=client, reason="Found someone else."),
     )
 
-    # then the result is one of the two serial orders, never a mix:
+    # then the cancellation waited, then cancelled an accepted booking: captured once, refunded once in full
+    assert overlap.wait.waiting_for == ("Lock", "SELECT", "bookings_booking")
+    assert overlap.errors == []
     booking.refresh_from_db()
     payment = Payment.objects.get(booking=booking)
     assert booking.status == S.CANCELLED
-    if outcomes[0].ok:
-        # accept first, then the cancellation of an accepted booking: captured once, refunded once in full
-        assert outcomes[1].ok
-        assert (payment.status, payment.captured_amount, payment.refunded_amount) == (
-            P.REFUNDED,
-            Decimal("80.00"),
-            Decimal("80.00"),
-        )
-        assert _ledger_kinds() == ["capture", "platform_fee", "refund"]
-        assert Refund.objects.count() == 1
-    else:
-        # cancel first: the authorisation is voided and the late accept is refused
-        assert isinstance(outcomes[0].error, TransitionNotAllowed)
-        assert str(outcomes[0].error) == f"Booking #{booking.pk} is 'cancelled': cannot accept."
-        assert (payment.status, _ledger_kinds(), Refund.objects.count()) == (P.VOIDED, [], 0)
-    assert _gateway_calls(sandbox_gateway, "capture") <= 1
+    assert (payment.status, payment.captured_amount, payment.refunded_amount) == (
+        P.REFUNDED,
+        Decimal("80.00"),
+        Decimal("80.00"),
+    )
+    assert _ledger_kinds() == ["capture", "platform_fee", "refund"]
+    assert list(Refund.objects.values_list("amount", flat=True)) == [Decimal("80.00")]
+    assert _gateway_calls(sandbox_gateway, "capture") == 1
+    assert ledger_reconcile().balanced
+
+
+def test_booking_cancel_then_accept_overlapping_voids_and_refuses_the_accept(sandbox_gateway):
+    # given an authorised booking
+    booking = booking_at(S.AUTHORIZED, listing__price=Decimal("80.00"))
+    provider, client = booking.provider, booking.client
+
+    # when the provider accepts while the client's cancellation holds the booking
+    overlap = run_overlapping(
+        lambda: booking_cancel(booking=booking, actor=client, reason="Found someone else."),
+        lambda: booking_accept(booking=booking, actor=provider),
+    )
+
+    # then the accept waited, then was refused: the authorisation is voided, nothing captured or refunded
+    assert overlap.wait.waiting_for == ("Lock", "SELECT", "bookings_booking")
+    winner, loser = overlap.one_winner()
+    assert (winner.index, loser.index) == (0, 1)
+    assert isinstance(loser.error, TransitionNotAllowed)
+    assert str(loser.error) == f"Booking #{booking.pk} is 'cancelled': cannot accept."
+    booking.refresh_from_db()
+    payment = Payment.objects.get(booking=booking)
+    assert (booking.status, payment.status, _ledger_kinds(), Refund.objects.count()) == (S.CANCELLED, P.VOIDED, [], 0)
+    assert _gateway_calls(sandbox_gateway, "capture") == 0
     assert ledger_reconcile().balanced

@@ -1,6 +1,10 @@
 """Every payout transition fired twice at once from two database connections: exactly one wins,
 the other is refused with TransitionNotAllowed (or, where documented, is a no-op), and money moves
-once (STYLE.md, Tests)."""
+once (STYLE.md, Tests).
+
+Each race is run with `run_overlapping`: the second call is seen waiting on the payout's row lock
+(pg_stat_activity) while the first still holds it, so the two transactions really overlapped, and
+the first one wins."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -12,12 +16,12 @@ from marketplace.accounts.services import StaffGroup
 from marketplace.audit.models import Event
 from marketplace.core.exceptions import TransitionNotAllowed
 from marketplace.ledger.models import LedgerTransaction
-from marketplace.payouts.reconciliation import ledger_reconcile
 from marketplace.payments.gateway import SandboxGateway
 from marketplace.payouts import services as payouts
 from marketplace.payouts.models import Payout, PayoutAttempt, PayoutHold
+from marketplace.payouts.reconciliation import ledger_reconcile
 from marketplace.payouts.services import TRANSITIONS
-from tests.concurrency import run_concurrently, run_twice
+from tests.concurrency import run_overlapping
 from tests.factories.settlement import payout_in, staff
 
 two_connections = pytest.mark.django_db(transaction=True)
@@ -102,11 +106,14 @@ def test_payout_transition_twice_at_once_one_wins(transition):
     payout = payout_in(source)
     ledger_before = LedgerTransaction.objects.count()
 
-    # when both fire it at the same moment
-    outcomes = run_concurrently(*calls(payout))
+    # when the second fires it while the first still holds the payout
+    overlap = run_overlapping(*calls(payout))
 
-    # then one wins; the other is told the payout already moved on
-    winner, loser = outcomes.one_winner()
+    # then the second was seen waiting on the payout's row lock before the first committed
+    assert overlap.wait.waiting_for == ("Lock", "SELECT", "payouts_payout")
+    # and the first wins; the second is told the payout already moved on
+    winner, loser = overlap.one_winner()
+    assert (winner.index, loser.index) == (0, 1)
     assert isinstance(loser.error, TransitionNotAllowed), loser.error
     assert loser.error.message == f"Payout #{payout.pk} is '{end}': cannot {transition}."
     payout.refresh_from_db()
@@ -126,14 +133,16 @@ def test_payout_hold_twice_at_once_holds_once():
     payout = payout_in(S.ACCRUING)
     first, second = staff(StaffGroup.OPERATIONS_LEAD), staff(StaffGroup.OPERATIONS_LEAD)
 
-    # when both put a manual hold on it at the same moment
-    outcomes = run_concurrently(
+    # when the second puts a manual hold on it while the first's hold still holds the payout
+    overlap = run_overlapping(
         lambda: payouts.payout_hold(payout=payout, actor=first, reason="Documents"),
         lambda: payouts.payout_hold(payout=payout, actor=second, reason="Documents"),
     )
 
-    # then (as documented) the second finds the payout already on hold with that hold and changes nothing
-    assert outcomes.errors == []
+    # then the second waited on the payout's row lock, then (as documented) found the payout
+    # already on hold with that hold and changed nothing
+    assert overlap.wait.waiting_for == ("Lock", "SELECT", "payouts_payout")
+    assert overlap.errors == []
     payout.refresh_from_db()
     assert payout.status == S.ON_HOLD
     assert PayoutHold.objects.filter(payout=payout, released_at=None).count() == 1
@@ -149,11 +158,17 @@ def test_payout_submit_twice_at_once_makes_one_attempt_and_pays_once():
     )
     finance = staff(StaffGroup.FINANCE)
 
-    # when it is submitted twice at once
-    outcomes = run_twice(lambda: payouts.payout_submit(payout=payout, actor=finance))
+    # when it is submitted a second time while the first submission still holds the payout
+    overlap = run_overlapping(
+        lambda: payouts.payout_submit(payout=payout, actor=finance),
+        lambda: payouts.payout_submit(payout=payout, actor=finance),
+    )
 
-    # then one attempt is made, the other submission is refused, and the gateway pays once
-    winner, loser = outcomes.one_winner()
+    # then the second waited on the payout's row lock; one attempt is made, the second submission
+    # is refused (the payout is submitted, or already paid by the attempt's task), and the gateway pays once
+    assert overlap.wait.waiting_for == ("Lock", "SELECT", "payouts_payout")
+    winner, loser = overlap.one_winner()
+    assert (winner.index, loser.index) == (0, 1)
     assert isinstance(loser.error, TransitionNotAllowed), loser.error
     assert loser.error.state in (S.SUBMITTED, S.PAID)
     assert loser.error.transition == "submit"
@@ -180,18 +195,26 @@ def test_payout_attempt_processed_twice_at_once_answers_once(answer):
     if answer == "mark_failed":
         SandboxGateway.fail_next("payout")
 
-    # when its attempt is processed by two workers at once (the queue delivers at least once)
-    outcomes = run_twice(lambda: payouts.payout_attempt_process(attempt_id=attempt.pk))
+    # when its attempt is processed by a second worker while the first holds the payout (the queue
+    # delivers at least once)
+    overlap = run_overlapping(
+        lambda: payouts.payout_attempt_process(attempt_id=attempt.pk),
+        lambda: payouts.payout_attempt_process(attempt_id=attempt.pk),
+    )
 
-    # then (as documented) both return, but only one processes it; the other finds it finished
-    assert outcomes.errors == []
-    processed = [o.value for o in outcomes if o.value is not None]
-    assert len(processed) == 1
+    # then the second waited on the payout's row lock, then (as documented) returned without
+    # processing it: the first had finished it
+    assert overlap.wait.waiting_for == ("Lock", "SELECT", "payouts_payout")
+    assert overlap.errors == []
+    first, second = overlap
+    assert (first.value.pk, second.value) == (payout.pk, None)
     payout.refresh_from_db()
     attempt.refresh_from_db()
     assert payout.status == (S.PAID if answer == "mark_paid" else S.FAILED)
     assert attempt.status == ("succeeded" if answer == "mark_paid" else "failed")
-    assert gateway_calls("payout") == [attempt.idempotency_key]
+    # both asked the gateway (outside any lock) with the attempt's one key, so the bank answered
+    # the same thing twice and moved money at most once; the answer was recorded once
+    assert set(gateway_calls("payout")) == {attempt.idempotency_key}
     assert events(payout, f"payout.{answer}") == 1
     assert LedgerTransaction.objects.filter(kind="payout").count() == (1 if answer == "mark_paid" else 0)
     assert ledger_reconcile().balanced
