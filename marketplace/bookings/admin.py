@@ -13,7 +13,7 @@ from marketplace.core.admin import Step, WorkflowAdmin, offered_in, step_action
 from marketplace.core.admin_filters import DayRangeFilter, ScopedAutocompleteFilter, search_by_shape
 from marketplace.core.exceptions import InvalidInput
 from marketplace.ledger.selectors import booking_money
-from marketplace.payments.services import checkout
+from marketplace.payments.services import checkout, refunds
 from marketplace.transfers.admin import ScopedExportMixin
 
 S = Booking.Status
@@ -70,8 +70,12 @@ class BookingAdmin(ScopedExportMixin, WorkflowAdmin):
     search_help_text = "Booking id, client's email address, or the start of the listing's title."
     list_select_related = ("listing", "client", "partner")
     ordering = ("-created_at", "-id")
-    actions_detail = ["accept", "decline", "complete", "cancel"]
-    step_offered = {name: offered_in(services.TRANSITIONS, name) for name in services.TRANSITIONS}
+    actions_detail = ["accept", "decline", "complete", "cancel", "refund"]
+    step_offered = {
+        **{name: offered_in(services.TRANSITIONS, name) for name in services.TRANSITIONS},
+        # A manual refund applies to money captured and kept: a booking that has run its course.
+        "refund": offered_in(services.TRANSITIONS, "dispute", "close"),
+    }
 
     def get_search_results(self, request, queryset, search_term):
         return search_by_shape(
@@ -184,5 +188,41 @@ class BookingAdmin(ScopedExportMixin, WorkflowAdmin):
                 },
                 done_state=S.CANCELLED,
                 danger=True,
+            ),
+        )
+
+    def has_refund_payment_permission(self, request, object_id=None):
+        # Operators and whoever decides on refunds (Finance); the service checks scope and threshold.
+        return request.user.has_perm(OPERATE) or request.user.has_perm(refunds.APPROVE_PERMISSION)
+
+    @action(description="Refund", icon="currency_exchange", permissions=["refund_payment"], url_path="refund")
+    def refund(self, request, object_id):
+        """Refund part of the captured payment by hand (Finance, leads): the one refund rule applies, so
+        an amount above the second-approval threshold waits for a second person."""
+        booking = self.get_object(request, object_id)
+        currency = booking.currency if booking is not None else ""
+
+        def call(booking, actor, data):
+            return refunds.refund_manual(
+                payment=booking.payment, amount=data["amount"], actor=actor, reason=data["reason"]
+            )
+
+        return self.workflow(
+            request,
+            object_id,
+            Step(
+                title="Refund",
+                call=call,
+                success="{obj}.",
+                reason="required",
+                fields={
+                    "amount": forms.DecimalField(
+                        label=f"Amount to refund ({currency})",
+                        min_value=0,
+                        max_digits=12,
+                        decimal_places=2,
+                        widget=UnfoldAdminDecimalFieldWidget,
+                    ),
+                },
             ),
         )

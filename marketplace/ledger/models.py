@@ -31,9 +31,7 @@ class LedgerTransaction(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(
-                    kind__in=["capture", "platform_fee", "refund", "payout", "reversal", "adjustment"]
-                ),
+                condition=models.Q(kind__in=["capture", "platform_fee", "refund", "payout", "reversal", "adjustment"]),
                 name="ledger_txn_kind_valid",
             ),
         ]

@@ -111,7 +111,7 @@ class Refund(models.Model):
         ]
 
     def __str__(self):
-        return f"Refund #{self.pk}: {self.amount} {self.currency}"
+        return f"Refund #{self.pk} of {self.amount} {self.currency}"
 
 
 class GatewayCall(models.Model):
@@ -238,4 +238,4 @@ class RefundRequest(models.Model):
         ]
 
     def __str__(self):
-        return f"Refund request #{self.pk}: {self.amount} {self.currency}"
+        return f"Refund request #{self.pk} of {self.amount} {self.currency} ({self.get_status_display().lower()})"

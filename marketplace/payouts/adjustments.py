@@ -14,7 +14,6 @@ from django.utils import timezone
 from marketplace.audit.services import event_record
 from marketplace.core.exceptions import InvalidInput, NotPermitted, TransitionNotAllowed
 from marketplace.core.money import ZERO, currency_check, quantize, threshold
-from marketplace.core.transitions import lock
 from marketplace.ledger.services import ledger_post_adjustment
 from marketplace.partners.models import Partner
 from marketplace.partners.selectors import partner_for_user
@@ -47,7 +46,7 @@ def adjustment_create(*, partner: Partner, amount: Decimal, currency: str, reaso
     currency = currency_check(currency)
     limit = threshold("MARKETPLACE_ADJUSTMENT_SECOND_APPROVAL_ABOVE", currency)
     with transaction.atomic():
-        partner = lock(Partner, partner.pk)
+        partner = Partner.objects.select_for_update(no_key=True).get(pk=partner.pk)
         adjustment = BalanceAdjustment.objects.create(
             partner=partner,
             amount=amount,

@@ -6,7 +6,7 @@ from decimal import Decimal
 from marketplace.core.money import ZERO
 from marketplace.partners.selectors import can_operate, partner_scope_q, scope_is_global, scope_selector
 from marketplace.payouts.balances import partner_balances
-from marketplace.payouts.models import Payout
+from marketplace.payouts.models import BalanceAdjustment, Payout
 
 
 @scope_selector
@@ -36,3 +36,13 @@ def payout_run_preview(*, now=None) -> dict[tuple[int, str], tuple[int, Decimal]
         for key, balance in sorted(partner_balances(now=now).items())
         if balance.payable_now > ZERO
     }
+
+
+@scope_selector
+def adjustment_for_user(user):
+    """Balance adjustments of the partners in the user's scope (as payouts: partner grants only)."""
+    if not can_operate(user):
+        return BalanceAdjustment.objects.none()
+    if scope_is_global(user):
+        return BalanceAdjustment.objects.all()
+    return BalanceAdjustment.objects.filter(partner_scope_q(user, "partner"))

@@ -157,7 +157,9 @@ def payout_create(*, partner: Partner, bookings, actor=None, currency: str | Non
     with transaction.atomic():
         # The partner row serialises payout creation (and payout runs) for this partner: the
         # carried balance read below cannot be given to two payouts.
-        partner = lock(Partner, partner.pk)
+        # NO KEY UPDATE: rows referencing the partner (a dispute opened meanwhile) still take their
+        # key-share lock on it, so this lock cannot deadlock with them.
+        partner = Partner.objects.select_for_update(no_key=True).get(pk=partner.pk)
         locked = lock_many(Booking, [b.pk for b in bookings])
         currencies = {b.currency for b in locked} | ({currency} if currency else set())
         if len(currencies) > 1:

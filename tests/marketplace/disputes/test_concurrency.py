@@ -224,17 +224,9 @@ def _booking_not_paid_out_yet() -> Booking:
 
 
 @two_connections
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "Deadlock found by this race: payout_create locks the Partner row FOR UPDATE before the bookings, "
-        "while dispute_open, holding the booking, needs FOR KEY SHARE on that Partner row at commit "
-        "(the deferred foreign-key check of disputes.partner_id); PostgreSQL aborts the payout with "
-        "'deadlock detected'. Locking the partner FOR NO KEY UPDATE (select_for_update(no_key=True)) fixes it."
-    ),
-)
 def test_dispute_open_then_payout_create_overlapping_refuses_the_payout():
+    # (this race found a deadlock: payout_create locked the partner FOR UPDATE, which the dispute's
+    # foreign-key check at commit waits on; the partner is now locked FOR NO KEY UPDATE)
     # given a completed booking that is not in a payout yet
     booking = _booking_not_paid_out_yet()
     client, partner = booking.client, booking.partner
