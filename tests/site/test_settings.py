@@ -113,3 +113,40 @@ def test_manage_check_deploy_warns_when_emails_would_go_to_the_console():
     assert result.returncode != 0
     assert "marketplace.W001" in result.stderr + result.stdout
     assert "EMAIL_URL" in result.stderr + result.stdout
+
+
+def _improperly_configured(result) -> str:
+    assert result.returncode != 0
+    return next(line for line in result.stderr.splitlines() if line.startswith("django.core.exceptions."))
+
+
+def test_a_currency_without_a_threshold_stops_start_up_naming_it():
+    # given GBP allowed but the payout approval threshold set for EUR and USD only
+    result = _run(
+        ["-c", LOAD],
+        **PRODUCTION,
+        MARKETPLACE_CURRENCIES="EUR,USD,GBP",
+        MARKETPLACE_PAYOUT_APPROVAL_ABOVE="EUR=1000.00,USD=1000.00",
+    )
+    # then start-up stops, naming the setting and the currency
+    message = _improperly_configured(result)
+    assert "MARKETPLACE_PAYOUT_APPROVAL_ABOVE has no threshold for GBP" in message
+
+
+def test_a_currency_that_is_not_an_iso_code_stops_start_up():
+    message = _improperly_configured(_run(["-c", LOAD], **PRODUCTION, MARKETPLACE_CURRENCIES="EUR,euro"))
+    assert "MARKETPLACE_CURRENCIES must list ISO 4217 codes" in message
+
+
+def test_thresholds_per_currency_load_when_every_currency_has_one():
+    result = _run(
+        ["-c", "from django.conf import settings; print(settings.MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE)"],
+        **PRODUCTION,
+        MARKETPLACE_CURRENCIES="EUR,CHF",
+        MARKETPLACE_REFUND_SECOND_APPROVAL_ABOVE="EUR=500.00,CHF=480.00",
+        MARKETPLACE_PAYOUT_APPROVAL_ABOVE="EUR=1000,CHF=950",
+        MARKETPLACE_PAYOUT_FINANCE_ABOVE="EUR=10000,CHF=9500",
+        MARKETPLACE_ADJUSTMENT_SECOND_APPROVAL_ABOVE="EUR=250,CHF=240",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "{'EUR': Decimal('500.00'), 'CHF': Decimal('480.00')}"
