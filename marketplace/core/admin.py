@@ -293,15 +293,18 @@ class TimelineMixin:
         return redirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk]))
 
 
-class WorkflowAdmin(TimelineMixin, ScopedReadOnlyAdmin):
-    """A scoped admin whose state changes are workflow steps, never form saves.
+class WorkflowStepsMixin:
+    """Workflow steps on a model admin: each button opens a confirmation page and calls one service.
 
     A step's button (an unfold detail or row action) opens a confirmation page (GET) that names the
     object and asks for what the step needs; POSTing it calls the service once. The object is read
-    through the scope selector first, so an object outside the user's scope is a 404. The service
-    checks permission and state itself: a refusal is shown as its message and nothing is written
-    (the service's transaction rolls back). A double click posts twice: the second finds the object
-    already moved and says so.
+    through the admin's `get_object` (its scope) first, so an object outside the user's scope is a
+    404. The service checks permission and state itself: a refusal is shown as its message and
+    nothing is written (the service's transaction rolls back). A double click posts twice: the
+    second finds the object already moved and says so.
+
+    `WorkflowAdmin` is the read-only kind; an admin whose change form still edits plain fields
+    (partners, categories) mixes this in for the fields that need a service and a reason.
     """
 
     workflow_template = "admin/workflow/confirm.html"
@@ -358,6 +361,46 @@ class WorkflowAdmin(TimelineMixin, ScopedReadOnlyAdmin):
             return False
         messages.success(request, step.success.format(obj=result if result is not None else obj))
         return True
+
+
+class ServiceFormMixin:
+    """An add/change form written by a service instead of `form.save()`.
+
+    The form still parses and validates the input; `form_save_service(request, form, change)` then
+    calls the service (which checks the permission, the scope and the rules, and writes the audit
+    event) and returns the saved object, against which the admin saves the inlines and logs the
+    change. A refusal by the service rolls the whole save back (the admin's transaction) and is
+    shown as a message over the form.
+    """
+
+    def form_save_service(self, request, form, change):
+        raise NotImplementedError
+
+    def save_form(self, request, form, change):
+        # Validated, not saved: the service writes. The form's own many-to-many fields would be saved
+        # after it (`save_related`); these forms have none the service does not write itself.
+        form.save_m2m = lambda: None
+        return form.instance
+
+    def save_model(self, request, obj, form, change):
+        saved = self.form_save_service(request, form, change)
+        if not change:
+            obj.pk = saved.pk
+            obj._state.adding = False
+        obj.refresh_from_db()  # what the service wrote (it may normalise a value)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ApplicationError as exc:
+            if request.method != "POST":
+                raise
+            messages.error(request, exc.message)
+            return redirect(request.get_full_path())
+
+
+class WorkflowAdmin(WorkflowStepsMixin, TimelineMixin, ScopedReadOnlyAdmin):
+    """A scoped admin whose state changes are workflow steps, never form saves."""
 
 
 # django-q2's tasks, failures and schedules in the unfold theme.
