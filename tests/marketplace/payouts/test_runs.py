@@ -18,7 +18,6 @@ from marketplace.payouts.models import Payout, PayoutAttempt, PayoutHold, Payout
 from marketplace.payouts.reconciliation import ledger_reconcile
 from marketplace.payouts.runs import payout_run_execute
 from marketplace.payouts.selectors import payout_run_preview
-from marketplace.payouts.services import booking_payable_amount
 from tests.factories import PartnerFactory, PayoutAccountFactory, UserFactory
 from tests.factories.flows import booking_in, settled_booking
 from tests.factories.settlement import PARTIAL_REFUND, dispute_in
@@ -29,12 +28,6 @@ pytestmark = pytest.mark.django_db
 
 def _settled(partner, n=1, **kwargs):
     return [settled_booking(listing__partner=partner, **kwargs) for _ in range(n)]
-
-
-def _payable(bookings) -> Decimal:
-    return sum(
-        (booking_payable_amount(booking=b, payment=Payment.objects.get(booking=b)) for b in bookings), Decimal("0")
-    )
 
 
 @pytest.fixture
@@ -60,21 +53,23 @@ def partners():
 
 def test_run_pays_each_partner_once_for_its_settled_bookings(run_payouts, partners):
     alpha, beta = partners
-    alpha_bookings, beta_bookings = _settled(alpha, 2), _settled(beta, 1)
+    alpha_bookings = _settled(alpha, 2)
+    _settled(beta, 1)
     recent = booking_in("completed", listing__partner=alpha)  # still inside the hold period
     assert payout_run_preview() == {
-        (alpha.pk, "EUR"): (2, _payable(alpha_bookings)),
-        (beta.pk, "EUR"): (1, _payable(beta_bookings)),
+        # each booking: 100.00 at 15% -> fee 15.00, the provider's 85.00
+        (alpha.pk, "EUR"): (2, Decimal("170.00")),
+        (beta.pk, "EUR"): (1, Decimal("85.00")),
     }
 
     run = run_payouts()
 
     assert run.status == PayoutRun.Status.FINISHED
     assert (run.payouts_created, run.bookings, run.auto_approved, run.submitted) == (2, 3, 2, 2)
-    assert run.amount_created == _payable(alpha_bookings + beta_bookings)
+    assert run.amount_created == Decimal("255.00")
     alpha_payout = Payout.objects.get(partner=alpha)
     assert alpha_payout.status == P.PAID  # tests run tasks inline: the attempt was processed on commit
-    assert alpha_payout.amount == _payable(alpha_bookings)
+    assert alpha_payout.amount == Decimal("170.00")
     assert alpha_payout.run_id == run.pk
     assert set(alpha_payout.items.values_list("booking_id", flat=True)) == {b.pk for b in alpha_bookings}
     assert not PayoutItem.objects.filter(booking=recent).exists()
@@ -83,7 +78,7 @@ def test_run_pays_each_partner_once_for_its_settled_bookings(run_payouts, partne
     assert attempt.status == PayoutAttempt.Status.SUCCEEDED
     # The ledger has the payout leg and still reconciles to the cent.
     paid_out = LedgerEntry.objects.filter(transaction__kind="payout", account="cash").aggregate(t=Sum("amount"))["t"]
-    assert paid_out == -_payable(alpha_bookings + beta_bookings)
+    assert paid_out == Decimal("-255.00")
     assert ledger_reconcile().balanced
     verbs = list(
         Event.objects.filter(target_type__model="payout", target_id=str(alpha_payout.pk))
@@ -133,8 +128,9 @@ def test_refunds_are_netted_to_the_cent(run_payouts, partners):
     )
     payment = Payment.objects.get(booking=booking)
     assert payment.refunded_amount == PARTIAL_REFUND
-    expected = _payable([booking])
-    assert expected < payment.captured_amount - booking.platform_fee
+    # 100.00 at 15% (fee 15.00), 30.00 refunded: fee back 30 x 15/100 = 4.50, so the provider gives
+    # back 25.50 and is owed 85.00 - 25.50 = 59.50
+    expected = Decimal("59.50")
 
     run_payouts()
 
