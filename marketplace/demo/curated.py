@@ -30,7 +30,12 @@ from marketplace.jobs import services as jobs
 from marketplace.jobs.models import JobApplication
 from marketplace.messaging.services import conversation_for_booking, conversation_start_about_listing, message_send
 from marketplace.partners.models import Partner, PayoutAccount
-from marketplace.partners.services import partner_add_member, partner_create, partner_scope_grant
+from marketplace.partners.services import (
+    partner_create,
+    partner_membership_add,
+    partner_risk_flag_set,
+    partner_scope_grant,
+)
 from marketplace.payments.models import PaymentMethod
 from marketplace.payments.services import (
     booking_accept,
@@ -182,7 +187,7 @@ class CuratedLoader:
             partner = partner_create(
                 name=row["name"], actor=manager, kind=row["kind"], contact_email=row.get("contact_email", "")
             )
-            # Partners have no payout-account or risk-flag service yet: set them directly, audited.
+            # Partners have no payout-account service yet: set it directly, audited.
             PayoutAccount.objects.create(
                 partner=partner,
                 gateway_reference=row["payout_account"],
@@ -196,11 +201,14 @@ class CuratedLoader:
                 data={"gateway_reference": row["payout_account"]},
             )
             if row.get("risk_flag"):
-                Partner.objects.filter(pk=partner.pk).update(risk_flag=True)
-                partner.risk_flag = True
-                event_record(verb="partner.risk_flagged", actor=manager, target=partner, reason="Demo: risk review")
+                # Risk is not the partner manager's to set: the superuser flags it.
+                partner = partner_risk_flag_set(
+                    partner=partner, flagged=True, actor=self.admin, reason="Demo: risk review"
+                )
             for member in row.get("members", []):
-                partner_add_member(partner=partner, user=self.user(member["email"]), role=member["role"], actor=manager)
+                partner_membership_add(
+                    partner=partner, user=self.user(member["email"]), role=member["role"], actor=manager
+                )
             self.partners[partner.slug] = partner
 
     def load_grants(self) -> None:

@@ -33,6 +33,7 @@ class Partner(models.Model):
             ("operate_partner", "Operate on this partner's listings, bookings, disputes and payouts"),
             ("operate_all_partners", "Operate on every partner (unscoped)"),
             ("grant_partner_scope", "Grant and revoke staff scope on partners (object permissions)"),
+            ("change_partner_risk", "Suspend and reinstate partners, set and clear their risk flag"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(kind__in=["provider", "integrator"]), name="partner_kind_valid"),

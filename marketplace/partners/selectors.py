@@ -140,3 +140,23 @@ def partner_for_user(user):
     if scope_is_global(user):
         return Partner.objects.all()
     return Partner.objects.filter(partner_scope_q(user, "pk"))
+
+
+def partner_payouts_blocked(partner: Partner) -> str | None:
+    """Why this partner's payouts are held, or None when they may be paid.
+
+    A suspended partner is paid nothing until reinstated; a risk-flagged one until the flag is
+    cleared (both through `partner_status_set` / `partner_risk_flag_set`, audited with a reason).
+    Reads the row as given: the payout run passes a partner it has just read or locked.
+    """
+    if partner.status == Partner.Status.SUSPENDED:
+        return "Partner is suspended"
+    if partner.risk_flag:
+        return "Partner is risk-flagged"
+    return None
+
+
+def partner_payouts_blocked_q(partner_field: str = "partner") -> Q:
+    """`partner_payouts_blocked` in SQL: rows whose partner (at `partner_field`) is suspended or flagged."""
+    prefix = f"{partner_field}__" if partner_field else ""
+    return Q(**{f"{prefix}status": Partner.Status.SUSPENDED}) | Q(**{f"{prefix}risk_flag": True})
