@@ -1,7 +1,8 @@
 from urllib.parse import urlencode, urlsplit
 
+from django import forms
 from django.contrib import admin, messages
-from django.http import Http404
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect
 from django.template.defaultfilters import linebreaksbr
 from django.urls import reverse
@@ -12,6 +13,7 @@ from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import BooleanRadioFilter, ChoicesDropdownFilter, RangeNumericFilter
 from unfold.decorators import action, display
 from unfold.enums import ActionVariant
+from unfold.widgets import UnfoldAdminDecimalFieldWidget
 
 from marketplace.catalog import services
 from marketplace.catalog.models import Category, Listing
@@ -22,20 +24,117 @@ from marketplace.catalog.resources import (
     ListingImportResource,
 )
 from marketplace.catalog.selectors import listing_for_user
-from marketplace.core.admin import Step, WorkflowAdmin, offered_in, step_action
+from marketplace.core.admin import (
+    DeclaredPermissionChecks,
+    ServiceFormMixin,
+    Step,
+    TimelineMixin,
+    WorkflowAdmin,
+    WorkflowStepsMixin,
+    offered_in,
+    step_action,
+)
 from marketplace.core.admin_filters import DayRangeFilter, ScopedAutocompleteFilter, search_by_shape
+from marketplace.core.exceptions import ApplicationError
 from marketplace.transfers.admin import ScopedImportExportMixin
 
 
+def _parent_chosen(form):
+    """The parent the tree form asks for: `treebeard_ref_node` with its position (sorted tree)."""
+    ref = form.cleaned_data.get("treebeard_ref_node")
+    if ref is None:
+        return None
+    return ref if form.cleaned_data.get("treebeard_position") == "sorted-child" else ref.get_parent()
+
+
 @admin.register(Category)
-class CategoryAdmin(ScopedImportExportMixin, TreeAdmin, ModelAdmin):
+class CategoryAdmin(
+    ScopedImportExportMixin, ServiceFormMixin, WorkflowStepsMixin, TimelineMixin, TreeAdmin, ModelAdmin
+):
+    """The category tree. The form creates, renames, (de)activates and moves a category through
+    `category_create` / `category_update` / `category_move`; the commission rate is set on the add
+    form and afterwards changes only through the "Change commission rate" step (its own permission,
+    a reason, an audit event with both rates; new bookings only)."""
+
     import_resource_class = CategoryImportResource
     export_resource_class = CategoryExportResource
+    checks_class = DeclaredPermissionChecks
     form = movenodeform_factory(Category)
     list_display = ["name", "slug", "commission_rate", "is_active"]
     list_filter = [("is_active", BooleanRadioFilter)]
     # A small table: substring search is fine. Also what the category filters' autocomplete searches.
     search_fields = ["name", "slug"]
+    actions_detail = ["commission"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["commission_rate"] if obj is not None else []
+
+    def form_save_service(self, request, form, change):
+        data = form.cleaned_data
+        parent = _parent_chosen(form)
+        if not change:
+            return services.category_create(
+                actor=request.user,
+                name=data["name"],
+                slug=data["slug"],
+                commission_rate=data["commission_rate"],
+                parent=parent,
+                is_active=data.get("is_active", True),
+            )
+        category = form.instance
+        edited = {f: data[f] for f in services.CATEGORY_FIELDS if f in form.changed_data}
+        if edited:
+            category = services.category_update(category=category, actor=request.user, data=edited)
+        current = Category.objects.get(pk=category.pk).get_parent()
+        if (current.pk if current else None) != (parent.pk if parent else None):
+            category = services.category_move(category=category, parent=parent, actor=request.user)
+        return category
+
+    def try_to_move_node(self, as_child, node, pos, request, target):
+        """The changelist's drag and drop: the same move service as the form (audited)."""
+        try:
+            services.category_move(
+                category=node, parent=target if as_child else target.get_parent(), actor=request.user
+            )
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+            return HttpResponseBadRequest(exc.message)
+        messages.info(request, f"Moved {node} {'under' if as_child else 'beside'} {target}.")
+        return HttpResponse("OK")
+
+    @action(
+        description="Change commission rate",
+        icon="percent",
+        permissions=[services.COMMISSION_PERMISSION],
+        url_path="commission",
+    )
+    def commission(self, request, object_id):
+        category = self.get_object(request, object_id)
+        now = f" (now {category.commission_rate})" if category is not None else ""
+        return self.workflow(
+            request,
+            object_id,
+            Step(
+                title="Change commission rate",
+                call=lambda category, actor, data: services.category_commission_set(
+                    category=category, rate=data["rate"], actor=actor, reason=data["reason"]
+                ),
+                success="{obj}'s commission rate is now {obj.commission_rate}: bookings made from now on use it; "
+                "bookings already made keep theirs.",
+                reason="required",
+                fields={
+                    "rate": forms.DecimalField(
+                        label=f"New commission rate{now}",
+                        help_text="From 0 to 1, four decimal places: 0.1250 is 12.5%.",
+                        min_value=0,
+                        max_value=1,
+                        max_digits=5,
+                        decimal_places=4,
+                        widget=UnfoldAdminDecimalFieldWidget,
+                    ),
+                },
+            ),
+        )
 
 
 S = Listing.Status

@@ -18,7 +18,10 @@ class Category(MP_Node):
 
     class Meta:
         verbose_name_plural = "categories"
-        permissions = [("operate_category", "Operate on listings and bookings in this category and below")]
+        permissions = [
+            ("operate_category", "Operate on listings and bookings in this category and below"),
+            ("change_category_commission", "Change a category's commission rate (new bookings only)"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(commission_rate__gte=0) & models.Q(commission_rate__lte=1),

@@ -2,6 +2,7 @@
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection
 from django.db.models.functions import Lower
 from import_export.fields import Field
@@ -10,7 +11,7 @@ from marketplace.accounts.models import User
 from marketplace.audit.services import event_record
 from marketplace.catalog.models import Category, Listing
 from marketplace.core.money import AMOUNT_DIGITS, AMOUNT_PLACES
-from marketplace.partners.models import PartnerMembership
+from marketplace.partners.models import Partner, PartnerMembership
 from marketplace.partners.selectors import partner_for_user
 from marketplace.transfers.exporting import ScopedExportResource
 from marketplace.transfers.importing import (
@@ -94,7 +95,14 @@ class ListingImportResource(BulkImportResource):
         Column("owner", email, ref=Ref(_users, "email", "user", casefold=True), help="The owner's email."),
         Column("category", slug(120), ref=Ref(_active_categories, "slug", "active category")),
         Column("price", decimal(max_digits=AMOUNT_DIGITS, places=AMOUNT_PLACES, minimum=Decimal(0))),
-        Column("currency", currency, required=False, default="EUR", cache=True),
+        Column(
+            "currency",
+            currency,
+            required=False,
+            default=None,
+            cache=True,
+            help="One of MARKETPLACE_CURRENCIES; empty for MARKETPLACE_DEFAULT_CURRENCY.",
+        ),
         Column("kind", choice(Listing.Kind), required=False, default=Listing.Kind.SERVICE, cache=True),
         Column("description", text(10_000), required=False, default=""),
         Column(
@@ -134,17 +142,28 @@ class ListingImportResource(BulkImportResource):
         return {(p, o, t): pk for p, o, t, pk in rows if (p, o, t) in wanted}
 
     def check_all(self, items, *, user):
+        """As `listing_create`: the partner is not suspended, and a service's owner is a member of
+        it (a job is posted by a client through an integrator, which has no members)."""
         pairs = {(v["partner"], v["owner"]) for _, v in items}
+        partners = {p for p, _ in pairs}
         members = set(
-            PartnerMembership.objects.filter(
-                partner_id__in={p for p, _ in pairs}, user_id__in={u for _, u in pairs}
-            ).values_list("partner_id", "user_id")
+            PartnerMembership.objects.filter(partner_id__in=partners, user_id__in={u for _, u in pairs}).values_list(
+                "partner_id", "user_id"
+            )
         )
-        return [
-            RowError(number, "owner", "The owner is not a member of this partner.")
-            for number, values in items
-            if (values["partner"], values["owner"]) not in members
-        ]
+        states = {
+            pk: (kind, status)
+            for pk, kind, status in Partner.objects.filter(pk__in=partners).values_list("pk", "kind", "status")
+        }
+        errors = []
+        for number, values in items:
+            partner_kind, partner_status = states[values["partner"]]
+            if partner_status == Partner.Status.SUSPENDED:
+                errors.append(RowError(number, "partner", "This partner is suspended and takes no new listings."))
+            through_integrator = values["kind"] == Listing.Kind.JOB and partner_kind == Partner.Kind.INTEGRATOR
+            if not through_integrator and (values["partner"], values["owner"]) not in members:
+                errors.append(RowError(number, "owner", "The owner is not a member of this partner."))
+        return errors
 
     def write(self, rows, *, user, now):
         pending = Listing.Status.PENDING_REVIEW
@@ -159,7 +178,7 @@ class ListingImportResource(BulkImportResource):
                     "partner_id": v["partner"],
                     "category_id": v["category"],
                     "price": v["price"],
-                    "currency": v["currency"],
+                    "currency": v["currency"] or settings.MARKETPLACE_DEFAULT_CURRENCY,
                     "status": v["status"],
                     "submitted_at": now if v["status"] == pending else None,
                     "created_at": now,

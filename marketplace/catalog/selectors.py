@@ -4,6 +4,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.lookups import StartsWith
 
 from marketplace.catalog.models import Category, CategoryGroupObjectPermission, CategoryUserObjectPermission, Listing
+from marketplace.partners.models import Partner
 from marketplace.partners.selectors import (
     can_operate,
     in_subquery,
@@ -55,5 +56,10 @@ def listing_moderation_queue(user):
 
 
 def listing_public_list():
-    """What the public catalogue shows."""
-    return Listing.objects.filter(status=Listing.Status.PUBLISHED).select_related("category", "partner")
+    """What the public catalogue shows: published listings of active partners.
+
+    A suspended partner's listings keep their own state and come back when it is reinstated.
+    """
+    return Listing.objects.filter(
+        status=Listing.Status.PUBLISHED, partner__status=Partner.Status.ACTIVE
+    ).select_related("category", "partner")

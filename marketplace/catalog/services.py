@@ -1,17 +1,22 @@
 """Listing moderation: every transition of the listing state machine is one function here."""
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.text import slugify
 
 from marketplace.audit.services import event_record
 from marketplace.catalog.models import Category, Listing
-from marketplace.catalog.selectors import listing_for_user
+from marketplace.catalog.selectors import granted_category_ids, listing_for_user
 from marketplace.core.exceptions import InvalidInput, NotPermitted, TransitionNotAllowed
-from marketplace.core.money import quantize
+from marketplace.core.money import currency_check, quantize
 from marketplace.core.transitions import guard, lock
 from marketplace.notifications.services import notify
+from marketplace.partners.models import Partner, PartnerMembership
+from marketplace.partners.selectors import scope_is_global
+from marketplace.partners.services import partner_require_open
 
 S = Listing.Status
 
@@ -112,13 +117,25 @@ def listing_create(
     price: Decimal,
     kind: str = Listing.Kind.SERVICE,
     description: str = "",
-    currency: str = "EUR",
+    currency: str | None = None,
     ends_at=None,
 ) -> Listing:
-    """Create a draft listing."""
+    """Create a draft listing, owned by `owner` (who acts) for `partner`.
+
+    The currency must be one of MARKETPLACE_CURRENCIES (default MARKETPLACE_DEFAULT_CURRENCY). A
+    service listing's owner must be a member of the partner; a job is posted by a client through
+    an integrator partner, who has no members. A suspended partner takes no new listings.
+    """
     if price is None or Decimal(price) < 0:
         raise InvalidInput("The price cannot be negative.")
+    currency = currency_check(currency or settings.MARKETPLACE_DEFAULT_CURRENCY)
+    if kind not in Listing.Kind.values:
+        raise InvalidInput(f"'{kind}' is not a kind of listing.")
+    posted_through_integrator = kind == Listing.Kind.JOB and partner.kind == Partner.Kind.INTEGRATOR
+    if not posted_through_integrator and not PartnerMembership.objects.filter(partner=partner, user=owner).exists():
+        raise NotPermitted(f"{owner} is not a member of {partner} and cannot list services for it.")
     with transaction.atomic():
+        partner_require_open(partner_id=partner.pk, doing="a new listing")
         listing = Listing.objects.create(
             owner=owner,
             partner=partner,
@@ -302,11 +319,173 @@ def listing_reject_revision(*, listing: Listing, actor, reason: str) -> Listing:
     return listing
 
 
-def category_create(*, name: str, slug: str, commission_rate: Decimal, parent: Category | None = None, actor=None):
-    if not (Decimal(0) <= Decimal(commission_rate) <= Decimal(1)):
-        raise InvalidInput("The commission rate must be between 0 and 1.")
+# --- Categories ----------------------------------------------------------------------------------
+# A category's commission rate is money: it is set when the category is made and changed only by
+# `category_commission_set` (a permission of its own, a reason, an audit event with both rates).
+# Bookings copy the rate and their fee when they are made, so a change applies to new bookings only.
+
+CATEGORY_ADD_PERMISSION = "catalog.add_category"
+CATEGORY_CHANGE_PERMISSION = "catalog.change_category"
+COMMISSION_PERMISSION = "catalog.change_category_commission"
+RATE_PLACES = Decimal("0.0001")
+CATEGORY_FIELDS = ("name", "slug", "is_active")
+
+
+def commission_rate_check(value) -> Decimal:
+    """A commission rate: a number from 0 to 1 with at most four decimal places (0.1250 is 12.5%)."""
+    if isinstance(value, float):
+        raise TypeError("A commission rate is never a float; pass a Decimal or a string.")
+    try:
+        rate = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise InvalidInput(f"'{value}' is not a commission rate; write it as a number from 0 to 1, e.g. 0.1250.")
+    if not rate.is_finite() or not Decimal(0) <= rate <= Decimal(1):
+        raise InvalidInput("The commission rate must be between 0 and 1 (0.1250 is 12.5%).")
+    if rate != rate.quantize(RATE_PLACES):
+        raise InvalidInput("The commission rate has at most four decimal places (0.1250 is 12.5%).")
+    return rate.quantize(RATE_PLACES)
+
+
+def _require_category_scope(category: Category, actor) -> None:
+    """Leads and Finance (all partners) reach every category; others the categories granted to them."""
+    if scope_is_global(actor) or granted_category_ids(actor).filter(pk=category.pk).exists():
+        return
+    raise NotPermitted(f"Category #{category.pk} is outside your scope.")
+
+
+def _require_permission(actor, permission: str, doing: str) -> None:
+    if actor is None or not actor.has_perm(permission):
+        raise NotPermitted(f"You may not {doing}.")
+
+
+def _category_fields(data: dict) -> dict:
+    data = dict(data)
+    if "name" in data:
+        data["name"] = (data["name"] or "").strip()
+        if not data["name"]:
+            raise InvalidInput("A category needs a name.")
+    if "slug" in data:
+        data["slug"] = slugify(data["slug"] or "")[:120]
+        if not data["slug"]:
+            raise InvalidInput("A category needs a slug (letters, digits and hyphens).")
+    if "is_active" in data:
+        data["is_active"] = bool(data["is_active"])
+    return data
+
+
+def category_create(
+    *,
+    actor,
+    name: str,
+    slug: str,
+    commission_rate,
+    parent: Category | None = None,
+    is_active: bool = True,
+) -> Category:
+    """A new category (at the top, or under `parent`) with its commission rate."""
+    _require_permission(actor, CATEGORY_ADD_PERMISSION, "create categories")
+    rate = commission_rate_check(commission_rate)
+    fields = {**_category_fields({"name": name, "slug": slug, "is_active": is_active}), "commission_rate": rate}
     with transaction.atomic():
-        fields = {"name": name, "slug": slug, "commission_rate": Decimal(commission_rate)}
-        category = parent.add_child(**fields) if parent else Category.add_root(**fields)
-        event_record(verb="category.created", actor=actor, target=category)
+        if Category.objects.filter(slug=fields["slug"]).exists():
+            raise InvalidInput(f"A category with the slug '{fields['slug']}' already exists.")
+        if parent is not None:
+            parent = lock(Category, parent.pk)  # fresh numchild: treebeard places the child from it
+            category = parent.add_child(**fields)
+        else:
+            category = Category.add_root(**fields)
+        event_record(
+            verb="category.created",
+            actor=actor,
+            target=category,
+            data={
+                "name": fields["name"],
+                "slug": fields["slug"],
+                "parent": parent.slug if parent else None,
+                "commission_rate": str(rate),
+            },
+        )
+    return category
+
+
+def category_update(*, category: Category, actor, data: dict) -> Category:
+    """Rename a category, change its slug, or (de)activate it; audited with the old values."""
+    unknown = set(data) - set(CATEGORY_FIELDS)
+    if unknown:
+        raise InvalidInput(f"These fields cannot be changed here: {', '.join(sorted(unknown))}.")
+    _require_permission(actor, CATEGORY_CHANGE_PERMISSION, "change categories")
+    data = _category_fields(data)
+    with transaction.atomic():
+        _require_category_scope(category, actor)
+        category = lock(Category, category.pk)
+        changes = {f: {"from": getattr(category, f), "to": v} for f, v in data.items() if getattr(category, f) != v}
+        if not changes:
+            return category
+        if "slug" in changes and Category.objects.filter(slug=data["slug"]).exclude(pk=category.pk).exists():
+            raise InvalidInput(f"A category with the slug '{data['slug']}' already exists.")
+        for field, change in changes.items():
+            setattr(category, field, change["to"])
+        category.save(update_fields=list(changes))
+        event_record(verb="category.updated", actor=actor, target=category, data=changes)
+    return category
+
+
+def category_move(*, category: Category, parent: Category | None, actor) -> Category:
+    """Put a category (and everything below it) under `parent`, or at the top (None).
+
+    A move changes what a category grant covers (a grant reaches the subtree), so it is audited.
+    """
+    _require_permission(actor, CATEGORY_CHANGE_PERMISSION, "move categories")
+    with transaction.atomic():
+        _require_category_scope(category, actor)
+        category = lock(Category, category.pk)
+        before = category.get_parent()
+        if (before.pk if before else None) == (parent.pk if parent else None):
+            return category
+        if parent is not None:
+            parent = lock(Category, parent.pk)
+            if parent.path.startswith(category.path):
+                raise InvalidInput(f"{category} cannot move under itself or one of its subcategories.")
+            category.move(parent, pos="sorted-child")
+        else:
+            category.move(Category.get_first_root_node(), pos="sorted-sibling")
+        category.refresh_from_db()
+        event_record(
+            verb="category.moved",
+            actor=actor,
+            target=category,
+            from_state=before.slug if before else "(top level)",
+            to_state=parent.slug if parent else "(top level)",
+        )
+    return category
+
+
+def category_commission_set(*, category: Category, rate, actor, reason: str) -> Category:
+    """Change a category's commission rate, for bookings made from now on.
+
+    Bookings already made keep the rate and the platform fee they were booked at
+    (`Booking.commission_rate`, `Booking.platform_fee`); only `_booking_insert` reads this rate.
+    """
+    _require_permission(actor, COMMISSION_PERMISSION, "change commission rates")
+    rate = commission_rate_check(rate)
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("A reason is required to change a commission rate.")
+    with transaction.atomic():
+        _require_category_scope(category, actor)
+        category = lock(Category, category.pk)
+        before = category.commission_rate
+        if before == rate:
+            raise InvalidInput(f"{category}'s commission rate is already {rate}; nothing changed.")
+        category.commission_rate = rate
+        category.save(update_fields=["commission_rate"])
+        event_record(
+            verb="category.commission_changed",
+            actor=actor,
+            target=category,
+            from_state=str(before),
+            to_state=str(rate),
+            reason=reason,
+            data={"commission_rate": {"from": str(before), "to": str(rate)}},
+        )
     return category

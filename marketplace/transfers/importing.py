@@ -30,7 +30,9 @@ from import_export.results import Error, Result, RowResult
 
 from marketplace.audit.services import event_record
 from marketplace.core.bulk import BulkWriteError, InsertWriter, bulk_writer
+from marketplace.core.exceptions import InvalidInput
 from marketplace.core.locks import _key
+from marketplace.core.money import currency_check
 from marketplace.transfers.formats import ImportFileError, row_numbers
 
 MISSING = object()
@@ -158,10 +160,14 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 def currency(value) -> str:
+    """A currency of the allow-list (MARKETPLACE_CURRENCIES), in any case: the same rule as every door."""
     code = _text(value).upper()
     if not _CURRENCY.match(code):
         raise CellError(f"'{_text(value)}' is not a three-letter currency code.")
-    return code
+    try:
+        return currency_check(code)
+    except InvalidInput as exc:
+        raise CellError(exc.message) from None
 
 
 # --- Declarations -----------------------------------------------------------------------------------

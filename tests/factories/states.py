@@ -20,7 +20,7 @@ from marketplace.disputes.models import Dispute
 from marketplace.disputes.services import dispute_open, dispute_resolve
 from marketplace.jobs import services as jobs
 from marketplace.jobs.models import JobApplication
-from marketplace.partners.models import Partner
+from marketplace.partners.models import Partner, PartnerMembership
 from marketplace.partners.services import partner_scope_grant
 from marketplace.payments.services import booking_cancel, booking_decline, booking_expire
 from tests.factories import (
@@ -75,9 +75,11 @@ def listing_in(status: str, *, actor=None, price: Decimal = Decimal("100.00"), *
     steps, unless `actor` is given, who then takes every step.
     """
     owner = kwargs.pop("owner", None) or ProviderFactory()
+    partner = kwargs.pop("partner", None) or PartnerFactory()
+    PartnerMembership.objects.get_or_create(partner=partner, user=owner)  # listing_create asks for it
     listing = catalog.listing_create(
         owner=owner,
-        partner=kwargs.pop("partner", None) or PartnerFactory(),
+        partner=partner,
         category=kwargs.pop("category", None) or CategoryFactory(),
         title=kwargs.pop("title", "Garden tidy-up"),
         price=price,

@@ -15,6 +15,7 @@ from marketplace.catalog.selectors import listing_moderation_queue, listing_publ
 from marketplace.catalog.services import (
     TRANSITIONS,
     listing_approve_revision,
+    listing_create,
     listing_reject,
     listing_reject_revision,
     listing_request_changes,
@@ -23,7 +24,15 @@ from marketplace.catalog.services import (
 )
 from marketplace.core.exceptions import InvalidInput, NotPermitted, TransitionNotAllowed
 from marketplace.notifications.models import Notification
-from tests.factories import CategoryFactory, PartnerFactory, ProviderFactory, StaffFactory
+from marketplace.partners.models import Partner
+from tests.factories import (
+    CategoryFactory,
+    ClientFactory,
+    MembershipFactory,
+    PartnerFactory,
+    ProviderFactory,
+    StaffFactory,
+)
 from tests.factories.states import LISTING_OWNER_STEPS, LISTING_SERVICES, listing_in, listing_moderator, operator_with
 
 pytestmark = pytest.mark.django_db
@@ -529,3 +538,66 @@ def test_listing_moderation_out_of_scope_names_the_scope():
         str(raised.value)
         == f"Listing #{listing.pk} can only be moderated by staff with the permission to moderate listings."
     )
+
+
+# --- listing_create: the currency allow-list, the partner, its members ---------------------------
+
+
+def _member_of(partner):
+    return MembershipFactory(partner=partner).user
+
+
+def _create(owner, partner, **kwargs):
+    return listing_create(
+        owner=owner, partner=partner, category=CategoryFactory(), title="Gutter clearing", price="80", **kwargs
+    )
+
+
+@pytest.mark.parametrize("currency", ["XYZ", "JPY", "EURO", "eu"])
+def test_listing_create_refuses_a_currency_outside_the_allow_list(currency, settings):
+    # given the allow-list EUR, USD, GBP (JPY is a real ISO 4217 code, just not allowed here)
+    settings.MARKETPLACE_CURRENCIES = ("EUR", "USD", "GBP")
+    partner = PartnerFactory()
+    owner = _member_of(partner)
+    # when / then: refused, nothing written
+    with pytest.raises(InvalidInput, match="is not accepted here; use one of EUR, USD, GBP"):
+        _create(owner, partner, currency=currency)
+    assert not Listing.objects.exists()
+
+
+def test_listing_create_takes_an_allowed_currency_in_any_case_and_defaults_to_the_default_one(settings):
+    partner = PartnerFactory()
+    owner = _member_of(partner)
+    assert _create(owner, partner, currency="usd").currency == "USD"
+    assert _create(owner, partner).currency == settings.MARKETPLACE_DEFAULT_CURRENCY
+
+
+def test_listing_create_refuses_an_owner_who_is_not_a_member_of_the_partner():
+    partner = PartnerFactory()
+    with pytest.raises(NotPermitted, match="is not a member of"):
+        _create(ProviderFactory(), partner)
+    assert not Listing.objects.exists()
+
+
+def test_listing_create_of_a_job_through_an_integrator_needs_no_membership():
+    integrator = PartnerFactory(kind=Partner.Kind.INTEGRATOR)
+    job = _create(ClientFactory(), integrator, kind=Listing.Kind.JOB)
+    assert (job.kind, job.partner) == (Listing.Kind.JOB, integrator)
+
+
+def test_listing_create_for_a_suspended_partner_is_refused():
+    partner = PartnerFactory(status=Partner.Status.SUSPENDED)
+    with pytest.raises(InvalidInput, match=f"Partner #{partner.pk} is suspended"):
+        _create(_member_of(partner), partner)
+    assert not Listing.objects.exists()
+
+
+def test_listing_public_list_leaves_out_a_suspended_partners_listings():
+    # given two published listings, one of a partner that is then suspended
+    shown = listing_in(S.PUBLISHED)
+    hidden = listing_in(S.PUBLISHED)
+    Partner.objects.filter(pk=hidden.partner_id).update(status=Partner.Status.SUSPENDED)
+    # then only the active partner's listing is public; the hidden one keeps its own state
+    assert list(listing_public_list()) == [shown]
+    hidden.refresh_from_db()
+    assert hidden.status == S.PUBLISHED
