@@ -15,11 +15,12 @@ from django.utils import timezone
 from marketplace.audit.services import event_record
 from marketplace.bookings.models import Booking
 from marketplace.bookings.selectors import booking_for_user
-from marketplace.catalog.models import Listing
+from marketplace.catalog.models import Category, Listing
 from marketplace.core.exceptions import InvalidInput, NotPermitted
-from marketplace.core.money import quantize
+from marketplace.core.money import fee_and_share, quantize
 from marketplace.core.transitions import guard, lock
 from marketplace.notifications.services import notify
+from marketplace.partners.services import partner_require_open
 
 S = Booking.Status
 
@@ -137,8 +138,15 @@ def _booking_insert(*, listing, client, provider, partner_id, amount, starts_at,
     amount = quantize(amount)
     if amount < 0:
         raise InvalidInput("The amount cannot be negative.")
-    rate = listing.category.commission_rate
     with transaction.atomic():
+        # Neither the partner paid nor the listing's (a job's integrator) may be suspended.
+        for pid in sorted({partner_id, listing.partner_id}):
+            partner_require_open(partner_id=pid, doing="a new booking")
+        # The category's rate as it is now (read fresh, not from the listing object the caller holds),
+        # and the fee from it by the one formula. The booking keeps both: a later change of the rate
+        # (category_commission_set) applies to new bookings only.
+        rate = Category.objects.filter(pk=listing.category_id).values_list("commission_rate", flat=True).get()
+        platform_fee, _provider_share = fee_and_share(amount, rate)
         booking = Booking.objects.create(
             listing=listing,
             client=client,
@@ -148,7 +156,7 @@ def _booking_insert(*, listing, client, provider, partner_id, amount, starts_at,
             starts_at=starts_at,
             ends_at=ends_at,
             amount=amount,
-            platform_fee=quantize(amount * rate),
+            platform_fee=platform_fee,
             commission_rate=rate,
             currency=listing.currency,
             note=note,

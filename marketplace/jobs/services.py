@@ -13,7 +13,7 @@ from marketplace.core.money import quantize
 from marketplace.core.transitions import guard, lock
 from marketplace.jobs.models import JobApplication
 from marketplace.notifications.services import notify
-from marketplace.partners.models import PartnerMembership
+from marketplace.partners.models import Partner, PartnerMembership
 
 S = JobApplication.Status
 
@@ -52,6 +52,8 @@ def _apply(application: JobApplication, *, actor, transition: str, reason: str =
 def application_submit(*, listing: Listing, applicant, proposed_amount: Decimal, cover_letter: str = ""):
     if listing.kind != Listing.Kind.JOB or listing.status != Listing.Status.PUBLISHED:
         raise InvalidInput(f"Listing #{listing.pk} is not an open job.")
+    if Partner.objects.filter(pk=listing.partner_id, status=Partner.Status.SUSPENDED).exists():
+        raise InvalidInput(f"Listing #{listing.pk} is not an open job: its partner is suspended.")
     if applicant.role not in (User.Role.WORKER, User.Role.SERVICE_PROVIDER):
         raise NotPermitted("Only workers and service providers can apply to jobs.")
     if applicant.pk == listing.owner_id:

@@ -25,12 +25,16 @@ from marketplace.bookings.services import (
     booking_start,
 )
 from marketplace.catalog.models import Listing
+from marketplace.catalog.services import category_commission_set
 from marketplace.core.exceptions import InvalidInput, NotPermitted, TransitionNotAllowed
 from marketplace.core.transitions import lock
 from marketplace.disputes.models import OPEN_STATES, Dispute
 from marketplace.disputes.services import dispute_open, dispute_resolve, dispute_withdraw
+from marketplace.jobs.models import JobApplication
+from marketplace.jobs.services import application_hire
 from marketplace.ledger.models import LedgerEntry
 from marketplace.notifications.models import Notification
+from marketplace.partners.models import Partner
 from marketplace.payments.models import Payment, Refund
 from marketplace.payments.services import (
     booking_accept,
@@ -46,7 +50,7 @@ from tests.factories import (
     PartnerFactory,
     PaymentMethodFactory,
 )
-from tests.factories.states import booking_at, listing_in, operator_with
+from tests.factories.states import application_in, booking_at, listing_in, operator_with
 
 pytestmark = pytest.mark.django_db
 
@@ -255,9 +259,10 @@ def test_booking_create_fixes_price_and_commission_at_booking_time():
     assert (event.verb, event.from_state, event.to_state, event.actor) == ("booking.created", "", S.REQUESTED, client)
     assert Notification.objects.filter(user=listing.owner, verb="booking.created").count() == 1
 
-    # and a later change of the category's rate does not touch it
-    category.commission_rate = Decimal("0.3000")
-    category.save()
+    # and a later change of the category's rate (through its service) does not touch it
+    category_commission_set(
+        category=category, rate=Decimal("0.3000"), actor=operator_with("change_category_commission"), reason="Q3."
+    )
     booking.refresh_from_db()
     assert (booking.platform_fee, booking.commission_rate) == (Decimal("12.50"), Decimal("0.1250"))
 
@@ -515,3 +520,43 @@ def test_booking_authorize_sets_the_acceptance_deadline(settings):
     # then
     booking.refresh_from_db()
     assert booking.expires_at - booking.authorized_at == timedelta(hours=settings.MARKETPLACE_ACCEPT_EXPIRY_HOURS)
+
+
+# --- A suspended partner takes no new bookings ----------------------------------------------------
+
+
+def test_booking_create_of_a_suspended_partners_listing_is_refused():
+    # given a published listing whose partner is then suspended
+    listing = listing_in(Listing.Status.PUBLISHED)
+    Partner.objects.filter(pk=listing.partner_id).update(status=Partner.Status.SUSPENDED)
+    starts_at = timezone.now() + timedelta(days=5)
+    events_before = Event.objects.count()
+    # when / then
+    with pytest.raises(InvalidInput) as raised:
+        booking_create(
+            listing=listing, client=ClientFactory(), starts_at=starts_at, ends_at=starts_at + timedelta(hours=1)
+        )
+    assert str(raised.value) == (
+        f"Partner #{listing.partner_id} is suspended: a new booking is refused until it is reinstated."
+    )
+    assert Booking.objects.count() == 0
+    assert Event.objects.count() == events_before
+
+
+def test_hiring_an_applicant_whose_partner_is_suspended_is_refused():
+    # given an application by a worker whose partner (the account they are paid through) is suspended
+    application = application_in(JobApplication.Status.SUBMITTED)
+    partner = application.applicant.memberships.get().partner
+    Partner.objects.filter(pk=partner.pk).update(status=Partner.Status.SUSPENDED)
+    starts_at = timezone.now() + timedelta(days=3)
+    # when / then
+    with pytest.raises(InvalidInput, match=f"Partner #{partner.pk} is suspended"):
+        application_hire(
+            application=application,
+            actor=application.listing.owner,
+            starts_at=starts_at,
+            ends_at=starts_at + timedelta(hours=4),
+        )
+    application.refresh_from_db()
+    assert application.status == JobApplication.Status.SUBMITTED
+    assert Booking.objects.count() == 0
