@@ -196,8 +196,14 @@ POLICY: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
     "partner": {
         "changelist":        row("ok hidden", "ok ok", "ok ok", "ok hidden", "403 403", "ok hidden", "ok ok", "login login"),
         "view":              row("ok 404",    "ok ok", "ok ok", "ok 404",    "403 403", "ok 404",    "ok ok", "login login"),
-        # partners.change_partner (leads, partner managers), in scope
+        # partners.change_partner (leads, partner managers), in scope: the plain fields only
         "change":            row("403 403",   "ok ok", "403 403", "403 403", "403 403", "ok 404",    "ok ok", "login login"),
+        # partners.change_partner_risk (leads, finance): status and risk flag, with a reason
+        "suspend":           row("403 403",   "ok ok", "ok ok",   "403 403", "403 403", "403 403",   "ok ok", "login login"),
+        "flag_risk":         row("403 403",   "ok ok", "ok ok",   "403 403", "403 403", "403 403",   "ok ok", "login login"),
+        # partners.add/delete_partnermembership (leads, partner managers), in scope
+        "add_member":        row("403 403",   "ok ok", "403 403", "403 403", "403 403", "ok 404",    "ok ok", "login login"),
+        "remove_member":     row("403 403",   "ok ok", "403 403", "403 403", "403 403", "ok 404",    "ok ok", "login login"),
         "export":            row("ok hidden", "ok ok", "ok ok", "403 403", "403 403", "403 403", "ok ok", "login login"),
         # transfers.import_data and partners.add_partner (leads, partner managers): a new partner
         "import":            _NONE | {LEAD: ("ok", "ok"), PMGR: ("ok", "ok")},
@@ -206,8 +212,10 @@ POLICY: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
     "category": {
         "changelist":        row("ok", "ok", "ok", "403", "403", "ok", "ok", "login"),
         "view":              row("ok", "ok", "ok", "403", "403", "ok", "ok", "login"),
-        # catalog.change_category (leads)
+        # catalog.change_category (leads): name, slug, active, place in the tree; not the rate
         "change":            row("403", "ok", "403", "403", "403", "403", "ok", "login"),
+        # catalog.change_category_commission (leads, finance), with a reason
+        "commission":        row("403", "ok", "ok", "403", "403", "403", "ok", "login"),
         "export":            row("ok", "ok", "ok", "403", "403", "403", "ok", "login"),
         "import":            row("403", "ok", "403", "403", "403", "403", "ok", "login"),
     },
@@ -280,6 +288,9 @@ STEP_DATA = {
     "hold": {"reason": "Bank details look wrong."},
     "release_hold": {"reason": ""},
     "request_approval": {"reason": ""},
+    "flag_risk": {"reason": "Odd refunds."},
+    "commission": {"rate": "0.2000", "reason": "New pricing."},
+    "remove_member": {"reason": ""},
 }
 ROW_BUTTONS = {"approve_from_list": "approve", "reject_from_list": "reject"}
 
@@ -443,6 +454,10 @@ def drive_step(client, model, obj, action, world):
     data = dict(STEP_DATA.get(action, {}))
     if action == "assign":
         data["assignee"] = world["assign_to"].pk
+    if action == "add_member":
+        data |= {"email": world["objects"]["user", "user", "global"].email, "role": "member"}
+    if action == "remove_member":  # one of the partner's members (its listings' owners)
+        data["member"] = PartnerMembership.objects.filter(partner=obj).values_list("pk", flat=True).first()
     if action == "request_response":
         due = timezone.now() + timedelta(days=2)
         data |= {"due_at_0": due.date().isoformat(), "due_at_1": due.strftime("%H:%M")}
