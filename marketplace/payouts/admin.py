@@ -79,6 +79,7 @@ class PayoutAdmin(ScopedExportMixin, WorkflowAdmin):
         "display_status",
         "partner",
         "amount",
+        "carried",
         "currency",
         "hold_until",
         "requested_by",
@@ -337,3 +338,8 @@ class PayoutRunAdmin(ScopedReadOnlyAdmin):
     @display(description="Report")
     def display_report(self, obj):
         return format_html("<pre>{}</pre>", json.dumps(obj.report, indent=2))
+
+
+# Balance adjustments have their own admin module (payouts/adjustment_admin.py); importing it here
+# registers it when Django autodiscovers admin modules.
+from marketplace.payouts import adjustment_admin  # noqa: E402, F401

@@ -16,7 +16,7 @@ from marketplace.core.transitions import guard, lock, lock_many
 from marketplace.ledger.services import ledger_post_payout, ledger_post_payout_reversal
 from marketplace.notifications.services import notify
 from marketplace.partners.models import Partner, PartnerMembership
-from marketplace.partners.selectors import partner_for_user
+from marketplace.partners.selectors import partner_for_user, partner_payouts_blocked
 from marketplace.payments.gateway import GatewayUnavailable, get_gateway
 from marketplace.payments.models import Payment
 from marketplace.payments.payable import CANCELLED, SETTLED, booking_payable, mature_q
@@ -127,15 +127,6 @@ def booking_payable_amount(*, booking: Booking, payment: Payment) -> Decimal:
     return booking_payable(booking=booking, payment=payment)
 
 
-def payout_blocked_reason(partner: Partner) -> str:
-    """Why a partner's payouts may not move on their own ('' if they may): suspension or a risk flag."""
-    if partner.status == Partner.Status.SUSPENDED:
-        return "Partner is suspended"
-    if partner.risk_flag:
-        return "Partner is risk-flagged"
-    return ""
-
-
 def payout_create(*, partner: Partner, bookings, actor=None, currency: str | None = None, run=None) -> Payout:
     """Pay a partner's bookings in one currency, netted with the rest of their balance in it.
 
@@ -231,7 +222,7 @@ def payout_create(*, partner: Partner, bookings, actor=None, currency: str | Non
                 **({"run": run.pk, "actor": "system"} if run is not None else {}),
             },
         )
-        if blocked := payout_blocked_reason(partner):
+        if blocked := partner_payouts_blocked(partner):
             PayoutHold.objects.create(payout=payout, kind=PayoutHold.Kind.RISK, reason=blocked)
             _apply(payout, actor=None, transition="hold", reason=blocked)
     return payout

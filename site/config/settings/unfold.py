@@ -112,6 +112,19 @@ UNFOLD = {
                 ),
                 _item("All payouts", "payments", "admin:payouts_payout_changelist", permission="view_payout"),
                 _item("Payout runs", "autorenew", "admin:payouts_payoutrun_changelist", permission="view_payout_runs"),
+                _item(
+                    "Balance adjustments",
+                    "balance",
+                    "admin:payouts_balanceadjustment_changelist",
+                    permission="view_adjustments",
+                ),
+                _item(
+                    "Refund requests",
+                    "currency_exchange",
+                    "admin:payments_refundrequest_changelist",
+                    "?status__exact=awaiting_approval",
+                    permission="approve_refunds",
+                ),
             ),
             _group(
                 "Partners",
