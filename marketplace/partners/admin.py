@@ -196,6 +196,12 @@ class PartnerAdmin(
     def display_status(self, obj):
         return obj.get_status_display()
 
+    def change_page_panels(self, request, obj) -> dict:
+        # The partner's balance per currency, from the ledger (three aggregate queries).
+        from marketplace.payouts.balances import partner_balance_rows
+
+        return {"balances": partner_balance_rows(obj), "show_balances": True}
+
     def form_save_service(self, request, form, change):
         data = {f: form.cleaned_data[f] for f in services.UPDATABLE_FIELDS if f in form.cleaned_data}
         if not change:

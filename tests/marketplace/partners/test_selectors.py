@@ -92,7 +92,7 @@ def corners():
     a, b = PartnerFactory(name="A"), PartnerFactory(name="B")
     bookings = {
         name: flows.settled_booking(
-            listing=ListingFactory(partner=partner, category=cat, status=Listing.Status.PUBLISHED)
+            window_open=True, listing=ListingFactory(partner=partner, category=cat, status=Listing.Status.PUBLISHED)
         )
         for name, (partner, cat) in {
             "a_cleaning": (a, cleaning),

@@ -101,3 +101,29 @@ def test_adjustment_add_is_refused_to_an_agent(client):
     client.force_login(staff(StaffGroup.OPERATIONS_AGENT, scope=partner))
     response = client.get(reverse("admin:payouts_balanceadjustment_add"))
     assert response.status_code == 403
+
+
+def test_partner_page_shows_a_negative_balance_carried_forward(client):
+    # given a partner paid 85.00 for a 100.00 booking, then charged back 40.00 (provider's share 34.00)
+    from django.utils import timezone
+
+    from marketplace.payouts.chargebacks import payment_chargeback
+    from marketplace.payouts.services import payout_create
+    from tests.factories.flows import settled_booking
+
+    booking = settled_booking(amount=D("100.00"), platform_fee=D("15.00"), commission_rate=D("0.15"))
+    payout = payout_create(partner=booking.partner, bookings=[booking])
+    from marketplace.ledger.services import ledger_post_payout
+    from marketplace.payouts.models import Payout
+
+    Payout.objects.filter(pk=payout.pk).update(status="paid", paid_at=timezone.now())
+    payout.refresh_from_db()
+    ledger_post_payout(payout=payout)
+    payment_chargeback(payment=Payment.objects.get(booking=booking), amount=D("40.00"), reference="cb1", reason="x")
+    # when Finance opens the partner's page
+    client.force_login(staff(StaffGroup.FINANCE))
+    html = client.get(reverse("admin:partners_partner_change", args=[booking.partner_id])).content.decode()
+    # then the balance shows the 34.00 owed back, carried forward
+    assert 'data-balance="EUR"' in html
+    assert 'data-figure="owed">-34.00<' in html
+    assert 'data-figure="carried">-34.00<' in html

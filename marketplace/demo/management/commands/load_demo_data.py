@@ -57,15 +57,16 @@ class Command(BaseCommand):
             return
         for line in summary_lines(result.summary):
             self.stdout.write(line)
-        totals = {name: quantize(value) for name, value in result.reconciliation.totals.items()}
-        self.stdout.write(
-            self.style.SUCCESS(
-                "Ledger reconciled: payments {payments}, refunds {refunds}, payouts {payouts}, "
-                "provider payable {provider_payable}, platform revenue {platform_revenue}, cash {cash}.".format(
-                    **totals
+        for currency, figures in result.reconciliation.totals.items():
+            totals = {name: quantize(value) for name, value in figures.items()}
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Ledger reconciled ({currency}): payments {{payments}}, refunds {{refunds}}, payouts {{payouts}}, "
+                    "provider payable {provider_payable}, platform revenue {platform_revenue}, cash {cash}.".format(
+                        **totals
+                    )
                 )
             )
-        )
         self.stdout.write("Demo accounts (password: see fixtures/01_staff.toml, 'demo12345'):")
         width = max(len(email) for email, _ in result.accounts) + 2
         for email, role in result.accounts:
