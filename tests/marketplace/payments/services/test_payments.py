@@ -196,8 +196,8 @@ def test_payment_refund_full_in_one_go_returns_every_share():
     assert (payment.status, payment.refundable) == ("refunded", Decimal("0.00"))
     reconciliation = ledger_reconcile()
     assert reconciliation.balanced
-    assert reconciliation.totals["cash"] == reconciliation.totals["provider_payable"] == Decimal("0.00")
-    assert reconciliation.totals["platform_revenue"] == Decimal("0.00")
+    assert reconciliation.totals["EUR"]["cash"] == reconciliation.totals["EUR"]["provider_payable"] == Decimal("0.00")
+    assert reconciliation.totals["EUR"]["platform_revenue"] == Decimal("0.00")
 
 
 @pytest.mark.parametrize(
