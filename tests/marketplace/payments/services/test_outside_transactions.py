@@ -117,3 +117,23 @@ def test_money_workflows_call_the_gateway_with_no_transaction_and_no_lock(watchi
     assert statuses[to_cancel_before_capture.pk].status == statuses[to_cancel_after_capture.pk].status == S.CANCELLED
     assert statuses[to_expire.pk].status == S.EXPIRED
     assert Payment.objects.get(booking=to_refund).refunded_amount == Decimal("10.00")
+
+
+def test_payout_attempt_calls_the_gateway_with_no_transaction_and_no_lock(watching_gateway):
+    # given an approved payout
+    from marketplace.payouts import services as payouts
+    from tests.factories.settlement import payout_in
+
+    payout = payouts.payout_auto_approve(payout=payout_in("ready"))
+    watching_gateway.seen.clear()  # (the booking's own authorise and capture above)
+
+    # when it is submitted: its attempt's task runs after the commit (the test cluster runs tasks at
+    # once), and running the task again finds the attempt finished
+    attempt = payouts.payout_submit(payout=payout, actor=None)
+    payouts.payout_attempt_process(attempt_id=attempt.pk)
+
+    # then the bank was asked once, outside any transaction and holding no row lock, and the payout is paid
+    assert [operation for operation, _, _ in watching_gateway.seen] == ["payout"]
+    assert _calls_made_in_a_transaction(watching_gateway) == []
+    payout.refresh_from_db()
+    assert payout.status == "paid"
