@@ -25,6 +25,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     DJANGO_SETTINGS_MODULE=config.settings.production \
     DJANGO_STATIC_ROOT=/app/var/static \
     DJANGO_MEDIA_ROOT=/app/var/media \
+    DJANGO_PRIVATE_ROOT=/app/var/private \
     GUNICORN_CMD_ARGS="--access-logfile - --worker-tmp-dir /dev/shm"
 
 RUN groupadd --system --gid 10001 app \
@@ -32,7 +33,7 @@ RUN groupadd --system --gid 10001 app \
 
 WORKDIR /app
 COPY --from=builder /opt/venv /opt/venv
-# The code stays owned by root (read-only for the app user); only media is writable.
+# The code stays owned by root (read-only for the app user); only media and private files are writable.
 COPY . /app
 
 # Static files are collected at build time. The dummy values exist only for this RUN line,
@@ -42,8 +43,8 @@ RUN DJANGO_SECRET_KEY=collectstatic-build-only \
     DATABASE_URL=sqlite:////tmp/collectstatic.sqlite3 \
     python manage.py collectstatic --noinput \
     && rm -f /tmp/collectstatic.sqlite3 \
-    && mkdir -p /app/var/media \
-    && chown app:app /app/var/media
+    && mkdir -p /app/var/media /app/var/private \
+    && chown app:app /app/var/media /app/var/private
 
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001

@@ -265,7 +265,18 @@ class TransferJobAdmin(ModelAdmin):
         return redirect(job_url(job))
 
     def download_view(self, request, job_id):
+        """The only way to a job's file: its author (or a superuser) gets it as an attachment, audited;
+        anyone else (staff without the transfer permissions too) gets 404, as for a job that does not exist."""
+        if not self._allowed(request):
+            raise Http404("No such import or export of yours.")
         job = self._job(request, job_id)
-        if job.kind != TransferJob.Kind.EXPORT or job.status != TransferJob.Status.DONE or not job.file:
-            raise Http404("This export has no file (yet).")
-        return FileResponse(job.file.open("rb"), as_attachment=True, filename=job.file_name)
+        try:
+            handle = services.transfer_file_open(job=job, actor=request.user)
+        except ApplicationError as exc:
+            raise Http404(str(exc)) from exc
+        extension = job.file_format or job.file.name.rsplit(".", 1)[-1]
+        name = job.file_name or f"{job.kind}-{job.pk}.{extension}"
+        response = FileResponse(handle, as_attachment=True, filename=name)
+        response["Cache-Control"] = "private, no-store"
+        response["X-Content-Type-Options"] = "nosniff"
+        return response

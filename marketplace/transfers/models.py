@@ -1,5 +1,16 @@
+import posixpath
+
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
+
+from marketplace.core.storage import private_storage, private_token
+
+
+def transfer_file_name(job: "TransferJob", filename: str) -> str:
+    """`transfers/YYYY/MM/<kind>-<random token>.<ext>`: the name tells nothing and cannot be guessed."""
+    extension = posixpath.splitext(filename)[1].lower()
+    return f"transfers/{timezone.now():%Y/%m}/{job.kind}-{private_token()}{extension}"
 
 
 class TransferJob(models.Model):
@@ -29,7 +40,8 @@ class TransferJob(models.Model):
     resource_path = models.CharField(max_length=255, help_text="The import or export resource class.")
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    file = models.FileField(upload_to="transfers/%Y/%m/", blank=True)
+    # In the private storage, outside MEDIA_ROOT: served only by the admin's download view.
+    file = models.FileField(upload_to=transfer_file_name, storage=private_storage, blank=True)
     file_name = models.CharField(max_length=255, blank=True, default="")
     file_format = models.CharField(max_length=8, blank=True, default="")
     # An export's rows: the scoped, filtered queryset's query, pickled at request time.

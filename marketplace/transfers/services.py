@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from marketplace.audit.services import event_record
 from marketplace.core.exceptions import InvalidInput
 from marketplace.transfers.exporting import export_file
 from marketplace.transfers.formats import ImportFileError, SpreadsheetCSV, SpreadsheetXLSX
@@ -72,7 +73,8 @@ def import_job_create(*, resource_path: str, model_label: str, actor, content: b
             file_format=format_key(file_format),
             resource_path=resource_path,
         )
-        job.file.save(f"import-{job.pk}.{format_key(file_format)}", ContentFile(content), save=True)
+        # stored in the private storage under a random name (TransferJob.file's upload_to)
+        job.file.save(f"import.{format_key(file_format)}", ContentFile(content), save=True)
         _enqueue("marketplace.transfers.tasks.import_job_validate", job.pk)
     return job
 
@@ -220,6 +222,30 @@ def export_job_run(*, job_id: int) -> str:
     return J.DONE
 
 
+# --- downloads -------------------------------------------------------------------------------------
+
+
+def transfer_file_open(*, job: TransferJob, actor):
+    """Open a job's file for `actor` (whose scope the caller has checked) and audit the download.
+
+    Raises InvalidInput when the job has no file (an export still running, a file pruned).
+    The event hangs on the downloader's timeline, beside their exports.
+    """
+    if not job.file or (job.kind == TransferJob.Kind.EXPORT and job.status != J.DONE):
+        raise InvalidInput("This import or export has no file (yet, or any more).")
+    try:
+        handle = job.file.open("rb")
+    except FileNotFoundError as exc:
+        raise InvalidInput("This file is no longer kept.") from exc
+    event_record(
+        verb="transfer.downloaded",
+        actor=actor,
+        target=actor,
+        data={"job": job.pk, "kind": job.kind, "model": job.resource, "file_name": job.file_name},
+    )
+    return handle
+
+
 # --- housekeeping ------------------------------------------------------------------------------------
 
 UPLOADS_FOLDER = "django-import-export"  # where the admin keeps an upload until it is confirmed
@@ -230,8 +256,9 @@ def transfer_files_prune(*, now=None) -> dict[str, int]:
     confirmed within a day. The job rows stay (they are the record); their file field is cleared."""
     from datetime import timedelta
 
-    from django.core.files.storage import default_storage
+    from django.core.files.storage import storages
 
+    uploads_storage = storages["import_export"]  # where django-import-export's MediaStorage keeps them
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.MARKETPLACE_TRANSFER_FILES_DAYS)
     jobs = 0
@@ -242,12 +269,12 @@ def transfer_files_prune(*, now=None) -> dict[str, int]:
     uploads = 0
     stale = now - timedelta(days=1)
     try:
-        _, names = default_storage.listdir(UPLOADS_FOLDER)
+        _, names = uploads_storage.listdir(UPLOADS_FOLDER)
     except FileNotFoundError:
         names = []
     for name in names:
         path = f"{UPLOADS_FOLDER}/{name}"
-        if default_storage.get_modified_time(path) < stale:
-            default_storage.delete(path)
+        if uploads_storage.get_modified_time(path) < stale:
+            uploads_storage.delete(path)
             uploads += 1
     return {"job_files": jobs, "uploads": uploads}

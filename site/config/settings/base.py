@@ -149,9 +149,20 @@ STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "var" / "stat
 STATICFILES_DIRS = [SITE_DIR / "static"]
 MEDIA_URL = "/media/"
 MEDIA_ROOT = env.str("DJANGO_MEDIA_ROOT", default=str(BASE_DIR / "var" / "media"))
+# Import, export and import-preview files: a root of their own that no web server serves (never under
+# MEDIA_ROOT), read only through the admin's scoped, audited download view. On object storage, point
+# "private" (and "import_export") at a private bucket instead.
+PRIVATE_ROOT = env.str("DJANGO_PRIVATE_ROOT", default=str(BASE_DIR / "var" / "private"))
+_PRIVATE_STORAGE = {
+    "BACKEND": "marketplace.core.storage.PrivateFileSystemStorage",  # no .url(): files have no public address
+    "OPTIONS": {"location": PRIVATE_ROOT},
+}
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    "private": _PRIVATE_STORAGE,
+    # django-import-export's MediaStorage keeps an upload awaiting confirmation in this alias.
+    "import_export": _PRIVATE_STORAGE,
 }
 
 # --- Email ----------------------------------------------------------------------------

@@ -110,6 +110,7 @@ MARKETPLACE_EXPORT_INLINE_MAX_ROWS = env.int("MARKETPLACE_EXPORT_INLINE_MAX_ROWS
 MARKETPLACE_TRANSFER_FILES_DAYS = env.int("MARKETPLACE_TRANSFER_FILES_DAYS", default=7)
 # Our imports write their own audit events (one per object and one per file), not LogEntry rows.
 IMPORT_EXPORT_SKIP_ADMIN_LOG = True
-# The upload waits for its confirmation in the media storage, which every web process shares
-# (the default, a temp folder, would break behind a load balancer).
+# The upload waits for its confirmation in the "import_export" storage (the private one, see
+# STORAGES), which every web process shares (the default, a temp folder, would break behind a load
+# balancer) and no web server serves. Its names are random (uuid4).
 IMPORT_EXPORT_TMP_STORAGE_CLASS = "import_export.tmp_storages.MediaStorage"

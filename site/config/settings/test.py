@@ -17,3 +17,6 @@ Q_CLUSTER = {**Q_CLUSTER, "sync": env.bool("Q_SYNC", default=True)}  # noqa: F40
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]  # noqa: F405
 # Uploads, import files and export files of a test run go to a throwaway folder.
 MEDIA_ROOT = env.str("DJANGO_MEDIA_ROOT", default=tempfile.mkdtemp(prefix="marketplace-test-media-"))
+PRIVATE_ROOT = env.str("DJANGO_PRIVATE_ROOT", default=tempfile.mkdtemp(prefix="marketplace-test-private-"))
+STORAGES["private"] = {**STORAGES["private"], "OPTIONS": {**STORAGES["private"]["OPTIONS"], "location": PRIVATE_ROOT}}  # noqa: F405
+STORAGES["import_export"] = STORAGES["private"]  # noqa: F405

@@ -116,7 +116,7 @@ def test_large_import_end_to_end_on_a_real_cluster(client, make_staff, monkeypat
     monkeypatch.setattr(settings, "MARKETPLACE_IMPORT_INLINE_MAX_BYTES", 100)
     make_catalogue()
     client.force_login(make_staff("Operations lead"))
-    env = {"Q_POLL": "0.5", "DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT)}
+    env = {"Q_POLL": "0.5", "DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT), "DJANGO_PRIVATE_ROOT": settings.PRIVATE_ROOT}
     with QCluster(database=connection.settings_dict, env=env, workers=2):
         post_file(client, csv_rows(2_000))
         job = TransferJob.objects.get()

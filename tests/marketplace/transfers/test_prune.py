@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
+from django.core.files.storage import storages
 from django.utils import timezone
 
 from marketplace.transfers import tasks
@@ -23,21 +23,25 @@ def _job(days_old: int) -> TransferJob:
 
 
 def test_prune_removes_old_job_files_and_stale_uploads_only(settings, tmp_path):
-    # a media folder of its own: other tests on this worker leave uploads in the shared one
-    settings.MEDIA_ROOT = str(tmp_path)
-    assert default_storage.path("x") == str(tmp_path / "x")
+    # an uploads folder of its own: other tests on this worker leave uploads in the shared one
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "import_export": {**settings.STORAGES["import_export"], "OPTIONS": {"location": str(tmp_path)}},
+    }
+    uploads = storages["import_export"]
+    assert uploads.path("x") == str(tmp_path / "x")
     settings.MARKETPLACE_TRANSFER_FILES_DAYS = 7
     old, recent = _job(days_old=8), _job(days_old=1)
-    upload = default_storage.save(f"{UPLOADS_FOLDER}/abc123", ContentFile(b"title\nx\n"))
+    upload = uploads.save(f"{UPLOADS_FOLDER}/abc123", ContentFile(b"title\nx\n"))
     # an upload is stale after a day: the prune runs as if it were two days later
     later = timezone.now() + timedelta(days=2)
     result = transfer_files_prune(now=later)
-    assert result["uploads"] == 1 and not default_storage.exists(upload)
+    assert result["uploads"] == 1 and not uploads.exists(upload)
     old.refresh_from_db()
     recent.refresh_from_db()
     # at `later`, `old` is 10 days old and `recent` 3: only the first loses its file
     assert result["job_files"] == 1
     assert not old.file and TransferJob.objects.filter(pk=old.pk).exists()
-    assert recent.file and default_storage.exists(recent.file.name)
+    assert recent.file and recent.file.storage.exists(recent.file.name)
     # the scheduled task runs the same service, now: nothing more is due
     assert tasks.transfer_files_prune() == {"job_files": 0, "uploads": 0}
