@@ -8,6 +8,8 @@ task runs while the page shows its progress.
 """
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ERROR_FLAG
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.shortcuts import redirect
@@ -129,6 +131,17 @@ class ScopedExportMixin(ExportMixin):
 
     def get_export_resource_classes(self, request):
         return [self.export_resource_class]
+
+    def export_action(self, request):
+        """The export page and file. Filters the changelist cannot apply (`?nosuchfield=1`,
+        `?created_at__gte=notadate`, `?partner__id__exact=abc`) answer as the changelist does: back
+        to it with `?e=1` and a message, instead of a 500."""
+        try:
+            return super().export_action(request)
+        except IncorrectLookupParameters:
+            messages.error(request, "The filters in the address cannot be applied, so nothing was exported.")
+            changelist = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist")
+            return HttpResponseRedirect(f"{changelist}?{ERROR_FLAG}=1")
 
     def get_export_data(self, file_format, request, queryset, **kwargs):
         if not self.has_export_permission(request):

@@ -3,7 +3,8 @@
 The rows come from the admin's changelist queryset, which reads through the `<model>_for_user`
 selector, so an export never holds a row its author could not open. Text cells that a spreadsheet
 would run as a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage return) get a leading
-apostrophe; plain numbers such as -12.50 stay numbers.
+apostrophe; plain numbers such as -12.50 stay numbers. Control characters are removed from every
+text cell, so one bad row can never break an XLSX export.
 """
 
 import re
@@ -15,12 +16,18 @@ from marketplace.audit.services import event_record
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 CHUNK = 2_000
+# What openpyxl refuses in a cell (ILLEGAL_CHARACTERS_RE: C0 controls except tab, newline, CR),
+# and DEL: a title imported before they were refused must not break every later export.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def neutralise(value):
-    """A cell made safe for a spreadsheet: formula-like text is prefixed with an apostrophe."""
-    if isinstance(value, str) and value.startswith(FORMULA_START) and not _NUMBER.match(value):
-        return "'" + value
+    """A cell made safe for a spreadsheet: control characters (which XML, so XLSX, cannot hold) are
+    removed, and formula-like text is prefixed with an apostrophe."""
+    if isinstance(value, str):
+        value = _CONTROL.sub("", value)
+        if value.startswith(FORMULA_START) and not _NUMBER.match(value):
+            return "'" + value
     return value
 
 

@@ -43,6 +43,18 @@ WRITE_BATCH = 10_000
 ANALYZE_AFTER = 10_000  # fresh planner statistics after a large import
 
 
+# C0 control characters except tab, newline and carriage return, and DEL: no spreadsheet cell or
+# XML document may hold them, and PostgreSQL refuses NUL in text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def control_character(value) -> str | None:
+    """The first control character in a text cell, written as U+XXXX, or None."""
+    if isinstance(value, str) and (match := _CONTROL.search(value)):
+        return f"U+{ord(match[0]):04X}"
+    return None
+
+
 class CellError(ValueError):
     """A cell's value is not acceptable; the message is for the person who made the file."""
 
@@ -319,6 +331,10 @@ class BulkImportResource(Resource):
                         fail(number, column.name, "This cell is required.", row)
                     values[column.name] = None if column.default is MISSING else column.default
                     continue
+                if code := control_character(cell):
+                    fail(number, column.name, f"Contains a control character ({code}): remove it.", row)
+                    values[column.name] = None
+                    continue
                 if cache is not None and cell in cache:
                     parsed_value = cache[cell]
                 else:
@@ -424,7 +440,7 @@ class BulkImportResource(Resource):
             if key in index:
                 raise ImportFileError(f"The column '{key}' appears twice in the header.")
             if key not in known:
-                unknown.append(str(header))
+                unknown.append(_CONTROL.sub("?", str(header)))
                 continue
             index[key] = i
         expected = ", ".join(c.name for c in self.columns)

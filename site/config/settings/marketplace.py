@@ -105,6 +105,12 @@ MARKETPLACE_SITE_URL = env.str("MARKETPLACE_SITE_URL", default="")
 MARKETPLACE_IMPORT_INLINE_MAX_BYTES = env.int("MARKETPLACE_IMPORT_INLINE_MAX_BYTES", default=512 * 1024)
 # No import file may be larger than this (a 100,000-listing CSV is about 14 MB).
 MARKETPLACE_IMPORT_MAX_BYTES = env.int("MARKETPLACE_IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
+# An XLSX import is bounded before it is parsed (its unpacked size, the rows, columns and cells its
+# sheet declares) and again while it is read: a larger workbook is refused with a message.
+MARKETPLACE_IMPORT_MAX_ROWS = env.int("MARKETPLACE_IMPORT_MAX_ROWS", default=200_000)
+MARKETPLACE_IMPORT_MAX_COLUMNS = env.int("MARKETPLACE_IMPORT_MAX_COLUMNS", default=50)
+MARKETPLACE_IMPORT_MAX_CELLS = env.int("MARKETPLACE_IMPORT_MAX_CELLS", default=2_000_000)
+MARKETPLACE_IMPORT_MAX_UNZIPPED_BYTES = env.int("MARKETPLACE_IMPORT_MAX_UNZIPPED_BYTES", default=100 * 1024 * 1024)
 MARKETPLACE_EXPORT_INLINE_MAX_ROWS = env.int("MARKETPLACE_EXPORT_INLINE_MAX_ROWS", default=5_000)
 # Export files and import files of finished jobs are deleted after this many days (the rows stay).
 MARKETPLACE_TRANSFER_FILES_DAYS = env.int("MARKETPLACE_TRANSFER_FILES_DAYS", default=7)
