@@ -1,6 +1,7 @@
 """Settings that fail early (site/config/settings/production.py, q.py): each check runs in a fresh
 interpreter with a clean environment, because settings are read once per process."""
 
+import os
 import re
 import secrets
 import subprocess
@@ -16,6 +17,9 @@ PRODUCTION = {
     "DJANGO_ALLOWED_HOSTS": "marketplace.example.com",
     "DATABASE_URL": "sqlite:////tmp/x.db",
     "EMAIL_URL": "smtp+tls://mailer:secret@smtp.example.com:587",
+    # `check --deploy` refuses the sandbox gateway, and the project ships no real one (it belongs to
+    # the deployment): this importable test-only class stands in for it and refuses every call.
+    "MARKETPLACE_PAYMENT_GATEWAY": "tests.site.gateways.UnreachableGateway",
 }
 # Reading a setting imports the settings module, which is where every early check runs; the app
 # registry (django.setup) is not needed for that, and `check --deploy` below loads it anyway.
@@ -104,15 +108,102 @@ def test_manage_check_deploy_passes_with_production_settings():
     assert "System check identified no issues" in result.stdout
 
 
-def test_manage_check_deploy_warns_when_emails_would_go_to_the_console():
+def _check_deploy(settings_module: str = "config.settings.production", **variables: str):
+    """`manage.py check --deploy` at its default fail level: only errors fail it."""
+    return _run(["manage.py", "check", "--deploy"], DJANGO_SETTINGS_MODULE=settings_module, **variables)
+
+
+def test_manage_check_deploy_fails_when_emails_would_go_to_the_console():
     # given production settings without EMAIL_URL (the console backend stays the default)
     variables = {k: v for k, v in PRODUCTION.items() if k != "EMAIL_URL"}
     # when the deployment checklist runs
-    result = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], **variables)
-    # then it fails naming the undelivered outbox and the variable to set
+    result = _check_deploy(**variables)
+    # then it fails with an error naming the undelivered outbox and the variable to set
+    output = result.stderr + result.stdout
     assert result.returncode != 0
-    assert "marketplace.W001" in result.stderr + result.stdout
-    assert "EMAIL_URL" in result.stderr + result.stdout
+    assert "marketplace.E001" in output and "ERRORS" in output
+    assert "EMAIL_URL" in output
+
+
+def test_manage_check_deploy_fails_with_the_sandbox_gateway():
+    # given production settings that leave the default, the sandbox gateway
+    variables = {k: v for k, v in PRODUCTION.items() if k != "MARKETPLACE_PAYMENT_GATEWAY"}
+    # when
+    result = _check_deploy(**variables)
+    # then it fails with an error naming the gateway and the variable to set
+    output = result.stderr + result.stdout
+    assert result.returncode != 0
+    assert "marketplace.E002" in output and "SandboxGateway" in output
+    assert "MARKETPLACE_PAYMENT_GATEWAY" in output
+
+
+def test_manage_check_deploy_fails_with_debug_on():
+    # given settings with DEBUG on (the development settings)
+    result = _check_deploy("config.settings.dev", **PRODUCTION)
+    # then an error, not only Django's security.W018 warning
+    output = result.stderr + result.stdout
+    assert result.returncode != 0
+    assert "marketplace.E003" in output and "DEBUG is on" in output
+
+
+def test_load_demo_data_refuses_production_settings():
+    # given production settings (no database is touched before the refusal)
+    # when the demo loader runs without the explicit flag
+    result = _run(["manage.py", "load_demo_data"], **PRODUCTION)
+    # then it stops with a CommandError naming the public password and the flag
+    assert result.returncode != 0
+    assert "CommandError: Refusing to load demo data into production" in result.stderr
+    assert "--i-know-this-is-production" in result.stderr
+    assert "Loading the curated demo" not in result.stdout
+
+
+POSTGRES_URL = os.environ.get("DATABASE_URL", "")
+needs_postgres = pytest.mark.skipif(not POSTGRES_URL.startswith("postgres"), reason="needs PostgreSQL")
+SHOW = (
+    "from django.db import connection; c = connection.cursor(); "
+    "c.execute('SHOW statement_timeout'); print(c.fetchone()[0])"
+)
+
+
+STATEMENT_TIMEOUT = (
+    "import django; django.setup(); from django.db import connection, utils\n"
+    "with connection.cursor() as cursor:\n"
+    "    cursor.execute('SHOW statement_timeout'); print(cursor.fetchone()[0])\n"
+    "    try:\n"
+    "        cursor.execute('SELECT pg_sleep(1.5)'); print('finished')\n"
+    "    except utils.OperationalError as exc:\n"
+    "        print(type(exc.__cause__).__name__)\n"
+)
+
+
+@needs_postgres
+def test_web_process_statements_stop_at_the_statement_timeout():
+    # given a web process (not a management command) with production settings and a 1 s limit
+    variables = {**PRODUCTION, "DATABASE_URL": POSTGRES_URL, "DATABASE_STATEMENT_TIMEOUT_MS": "1000"}
+    # when it runs a statement longer than the limit
+    result = _run(["-c", STATEMENT_TIMEOUT], **variables)
+    # then PostgreSQL cancels it
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1s", "QueryCanceled"]
+
+
+@needs_postgres
+def test_web_process_statement_timeout_defaults_to_five_seconds():
+    result = _run(["-c", "import django; django.setup(); " + SHOW], **{**PRODUCTION, "DATABASE_URL": POSTGRES_URL})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "5s"
+
+
+@needs_postgres
+@pytest.mark.parametrize(("variables", "shown"), [({}, "10min"), ({"Q_STATEMENT_TIMEOUT_MS": "90000"}, "90s")])
+def test_management_commands_and_the_task_cluster_get_the_background_statement_timeout(variables, shown):
+    # given a management command (qcluster's workers are chosen the same way: by the command)
+    env = {**PRODUCTION, "DATABASE_URL": POSTGRES_URL, **variables}
+    # when it asks PostgreSQL for its limit
+    result = _run(["manage.py", "shell", "-c", SHOW], **env)
+    # then it has the long background one, not the web's
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == shown
 
 
 def _improperly_configured(result) -> str:

@@ -1,5 +1,9 @@
 """Settings shared by every environment. Per-environment modules import this and override."""
 
+import re
+import sys
+from pathlib import Path
+
 from config.env import BASE_DIR, SITE_DIR, env
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
@@ -71,6 +75,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "marketplace.accounts.middleware.StaffSessionIdleTimeoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "marketplace.core.middleware.AdminNulQueryMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -106,10 +111,34 @@ SQLITE_OPTIONS = {
     "transaction_mode": "IMMEDIATE",
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
 }
+# Every statement on PostgreSQL runs under a `statement_timeout`, so one runaway query cannot hold
+# a web worker (and its locks) for minutes. The limit is chosen once per process, here, from the
+# command that started it: `manage.py qcluster` (its forked or spawned workers keep the same
+# argv) and other management commands (migrate, load_demo_data --scale, schedules) get the long
+# background limit; everything else (gunicorn, runserver, the test client) the short web one.
+# It travels in the connection's startup `options`, so every new connection has it before its
+# first query. 0 switches the limit off.
+DATABASE_STATEMENT_TIMEOUT_MS = env.int("DATABASE_STATEMENT_TIMEOUT_MS", default=5000)
+Q_STATEMENT_TIMEOUT_MS = env.int("Q_STATEMENT_TIMEOUT_MS", default=600_000)
+_COMMAND = sys.argv[1] if len(sys.argv) > 1 and Path(sys.argv[0]).name == "manage.py" else ""
+BACKGROUND_PROCESS = bool(_COMMAND) and _COMMAND != "runserver"
+STATEMENT_TIMEOUT_MS = Q_STATEMENT_TIMEOUT_MS if BACKGROUND_PROCESS else DATABASE_STATEMENT_TIMEOUT_MS
+
+
+def postgres_statement_timeout(database: dict, milliseconds: int) -> None:
+    """Set `statement_timeout` through the connection's startup options (PostgreSQL only)."""
+    if "postgresql" not in database.get("ENGINE", ""):
+        return
+    options = database.setdefault("OPTIONS", {})
+    kept = re.sub(r"-c\s*statement_timeout=\S+", "", options.get("options", "")).strip()
+    options["options"] = f"{kept} -c statement_timeout={int(milliseconds)}".strip()
+
+
 if env.str("DATABASE_URL", default=""):
     DATABASES = {"default": env.db_url("DATABASE_URL")}
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    postgres_statement_timeout(DATABASES["default"], STATEMENT_TIMEOUT_MS)
 else:
     DATABASES = {
         "default": {
@@ -138,6 +167,11 @@ ANONYMOUS_USER_NAME = None
 LOGIN_URL = "admin:login"
 # Unfold's login form posts no `next`: without this, signing in at /admin/login/ lands on a 404.
 LOGIN_REDIRECT_URL = "admin:index"
+# Sessions: an absolute limit from sign-in, and staff are signed out after this long idle
+# (marketplace.accounts.middleware). A password change ends the person's other sessions
+# (Django's session auth hash); the session it was changed in is kept.
+SESSION_COOKIE_AGE = env.int("DJANGO_SESSION_MAX_AGE_SECONDS", default=12 * 60 * 60)
+SESSION_IDLE_SECONDS = env.int("DJANGO_SESSION_IDLE_SECONDS", default=30 * 60)
 
 # --- I18N, static, media --------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

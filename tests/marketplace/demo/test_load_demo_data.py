@@ -313,3 +313,30 @@ def test_scale_load_query_count_grows_only_with_the_number_of_batches():
 
     # each booking batch reserves ids for and COPYs into 6 tables
     assert len(eight_batches) - len(two_batches) == 6 * (6 + 6)
+
+
+@pytest.mark.parametrize(
+    "production",
+    [{"SETTINGS_MODULE": "config.settings.production"}, {"ENVIRONMENT_NAME": "production"}],
+    ids=["production-settings", "environment-production"],
+)
+def test_load_demo_data_refuses_production_without_the_flag(settings, production):
+    # given production settings, or another settings module labelled DJANGO_ENVIRONMENT=production
+    for name, value in production.items():
+        setattr(settings, name, value)
+    # when the demo loader runs without the flag  # then it refuses before writing anything
+    with pytest.raises(CommandError, match="Refusing to load demo data into production.*i-know-this-is-production"):
+        call_command("load_demo_data", stdout=StringIO())
+    assert not User.objects.exists()
+
+
+def test_load_demo_data_in_production_with_the_flag_goes_ahead(settings, tmp_path):
+    # given production settings and the explicit flag
+    settings.ENVIRONMENT_NAME = "production"
+    out = StringIO()
+    # when it runs (on an empty fixtures folder, to stay quick)
+    with pytest.raises(CommandError) as refused:
+        call_command("load_demo_data", "--i-know-this-is-production", fixtures=tmp_path, stdout=out)
+    # then it got past the production guard to the loading itself
+    assert "Refusing" not in str(refused.value)
+    assert "Loading the curated demo" in out.getvalue()

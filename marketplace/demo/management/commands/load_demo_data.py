@@ -4,6 +4,7 @@ import logging
 from contextlib import contextmanager
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from marketplace.core.money import quantize
@@ -36,8 +37,20 @@ class Command(BaseCommand):
             help="Prefix of the emails and slugs of a --scale run (default: derived from the time).",
         )
         parser.add_argument("--fixtures", type=Path, default=FIXTURES_DIR, help="Directory of NN_*.toml fixtures.")
+        parser.add_argument(
+            "--i-know-this-is-production",
+            action="store_true",
+            dest="production_confirmed",
+            help="Load into a production deployment anyway (its demo accounts share a public password).",
+        )
 
     def handle(self, *args, **options):
+        if running_in_production() and not options["production_confirmed"]:
+            raise CommandError(
+                f"Refusing to load demo data into production (settings {settings.SETTINGS_MODULE}, "
+                f"DJANGO_ENVIRONMENT {settings.ENVIRONMENT_NAME!r}): it creates a superuser and staff "
+                "accounts whose password, demo12345, is public. Pass --i-know-this-is-production to do it anyway."
+            )
         if options["scale"] is not None:
             self._scale(options)
         else:
@@ -87,6 +100,11 @@ class Command(BaseCommand):
         for line in report.lines():
             self.stdout.write(line)
         self.stdout.write(self.style.SUCCESS(report.timing_line()))
+
+
+def running_in_production() -> bool:
+    """Production settings (config.settings.production), or DJANGO_ENVIRONMENT=production elsewhere."""
+    return (settings.SETTINGS_MODULE or "").endswith(".production") or settings.ENVIRONMENT_NAME.lower() == "production"
 
 
 @contextmanager
