@@ -18,6 +18,8 @@ RUN python -m venv /opt/venv \
 # --- runtime ------------------------------------------------------------------------------
 FROM python:3.12-slim-bookworm AS runtime
 
+# DJANGO_PRIVATE_ROOT is a folder path (where private files live), not a secret.
+# hadolint ignore=DL3064
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
