@@ -41,8 +41,10 @@ from marketplace.audit.services import event_record
 from marketplace.bookings.models import Booking
 from marketplace.core.money import ZERO
 from marketplace.partners.models import Partner
-from marketplace.payments.payable import mature_q, mature_sql, payable_sql
-from marketplace.payouts.balances import UNPAID_STATES, partner_balances, payout_cutoff
+from marketplace.partners.selectors import partner_payouts_blocked
+from marketplace.payments.payable import mature_sql, payable_sql
+from marketplace.payouts import runs_portable
+from marketplace.payouts.balances import UNPAID_STATES, payout_cutoff
 from marketplace.payouts.models import Payout, PayoutAttempt, PayoutRun
 
 S = Payout.Status
@@ -139,8 +141,8 @@ born AS (
                 WHEN pa.risk_flag THEN 'held'
                 WHEN t.items + t.carried > (%(approval_above)s::jsonb ->> t.currency)::numeric THEN 'ready'
                 ELSE 'approved' END AS birth,
-           CASE WHEN pa.status = %(suspended)s THEN 'Partner is suspended'
-                WHEN pa.risk_flag THEN 'Partner is risk-flagged' END AS hold_reason
+           CASE WHEN pa.status = %(suspended)s THEN %(suspended_reason)s
+                WHEN pa.risk_flag THEN %(flagged_reason)s END AS hold_reason
     FROM totals t
     JOIN partners_partner pa ON pa.id = t.partner_id
     WHERE t.items + t.carried > 0
@@ -292,9 +294,9 @@ def payout_run_execute(*, actor=None, batch_partners: int | None = None) -> Payo
             run.retried = _set_step(_RETRY_SQL, run, now=now, **_step("auto_retry"))
             run.submitted = _submit(run, now=now)
         else:
-            _gather_portable(run, now=now)
-            run.retried = _retry_portable(now)
-            run.submitted = _submit_portable()
+            runs_portable.gather(run, now=now)
+            run.retried = runs_portable.retry(now)
+            run.submitted = runs_portable.submit()
         run.resumed_attempts = _resume_attempts(now)
         _report(run, cutoff=cutoff)
     except Exception as exc:
@@ -368,6 +370,9 @@ def _gather(run: PayoutRun, *, now, cutoff, batch: int) -> None:
                     cutoff=cutoff,
                     unpaid_states=list(UNPAID_STATES),
                     suspended=Partner.Status.SUSPENDED,
+                    # The hold reasons, in the words of the one rule (partners.partner_payouts_blocked).
+                    suspended_reason=partner_payouts_blocked(Partner(status=Partner.Status.SUSPENDED)),
+                    flagged_reason=partner_payouts_blocked(Partner(risk_flag=True)),
                     **births,
                     approval_above=json.dumps(
                         {c: str(v) for c, v in settings.MARKETPLACE_PAYOUT_APPROVAL_ABOVE.items()}
@@ -450,60 +455,3 @@ def _notify_held(payout_ids: list[int]) -> None:
 
     for payout in Payout.objects.filter(pk__in=payout_ids).select_related("partner"):
         payout_notify_partner(payout, verb="payout.hold", title=f"Payout #{payout.pk} is on hold for review")
-
-
-# --- The portable path (SQLite, development) ----------------------------------------------------
-
-
-def _gather_portable(run: PayoutRun, *, now) -> None:
-    """Per partner and currency with something to pay now: its mature bookings through `payout_create`."""
-    from marketplace.payouts.balances import unpaid_bookings
-    from marketplace.payouts.services import payout_create
-
-    mature = mature_q(cutoff=payout_cutoff(now), now=now)
-    for (partner_id, currency), balance in sorted(partner_balances(now=now).items()):
-        if balance.payable_now <= ZERO:
-            continue
-        bookings = list(
-            unpaid_bookings(partner_ids=[partner_id], currency=currency).filter(mature, payable__gt=0).order_by("pk")
-        )
-        with transaction.atomic():
-            payout = payout_create(
-                partner=Partner.objects.get(pk=partner_id), bookings=bookings, currency=currency, run=run
-            )
-            run.payouts_created += 1
-            run.bookings += len(bookings)
-            run.amount_created += payout.amount
-            if payout.status == S.ACCRUING:
-                _mature_and_approve_portable(payout, run)
-            run.save()
-
-
-def _mature_and_approve_portable(payout: Payout, run: PayoutRun) -> None:
-    from marketplace.payouts.services import payout_auto_approve, payout_mature, payout_needs_approval
-
-    Payout.objects.filter(pk=payout.pk).update(hold_until=timezone.now())
-    payout = payout_mature(payout=payout)
-    if not payout_needs_approval(payout):
-        payout_auto_approve(payout=payout)
-        run.auto_approved += 1
-
-
-def _retry_portable(now) -> int:
-    from marketplace.payouts.services import payout_auto_retry
-
-    count = 0
-    for payout in Payout.objects.filter(status=S.FAILED, next_retry_at__lte=now):
-        payout_auto_retry(payout=payout)
-        count += 1
-    return count
-
-
-def _submit_portable() -> int:
-    from marketplace.payouts.services import payout_submit
-
-    count = 0
-    for payout in Payout.objects.filter(status=S.APPROVED).order_by("pk"):
-        payout_submit(payout=payout, actor=None)
-        count += 1
-    return count
