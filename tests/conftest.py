@@ -2,6 +2,10 @@ import pytest
 
 from marketplace.payments.gateway import SandboxGateway
 
+# Sign-in support for tests: throttled sign-in (tests/plugins/signin.py) and the second factor a
+# staff test client carries (tests/plugins/second_factor.py).
+pytest_plugins = ["tests.plugins.signin", "tests.plugins.second_factor"]
+
 
 @pytest.fixture(autouse=True)
 def sandbox_gateway():

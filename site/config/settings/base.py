@@ -5,6 +5,9 @@ import sys
 from pathlib import Path
 
 from config.env import BASE_DIR, SITE_DIR, env
+from config.settings.csp import CSP_MIDDLEWARE
+from config.settings.second_factor import SECOND_FACTOR_APPS, SECOND_FACTOR_MIDDLEWARE
+from config.settings.signin import SIGNIN_APPS, SIGNIN_BACKENDS, SIGNIN_MIDDLEWARE
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
@@ -46,6 +49,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_q",
     "guardian",
+    *SIGNIN_APPS,
+    *SECOND_FACTOR_APPS,
     # The domain, in import order (lower layers first)
     "marketplace.core",
     "marketplace.audit",
@@ -71,15 +76,18 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    *CSP_MIDDLEWARE,
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "marketplace.accounts.middleware.StaffSessionIdleTimeoutMiddleware",
+    *SECOND_FACTOR_MIDDLEWARE,
     "django.contrib.messages.middleware.MessageMiddleware",
     "marketplace.core.middleware.AdminNulQueryMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "wagtail.contrib.redirects.middleware.RedirectMiddleware",
+    *SIGNIN_MIDDLEWARE,
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -152,6 +160,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Auth and object permissions ------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
+    *SIGNIN_BACKENDS,
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -218,10 +227,13 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "rest_framework.views.exception_handler",
 }
 
-# --- Background work (django-q2) ------------------------------------------------------
-# --- Marketplace rules ----------------------------------------------------------------
+# --- The rest, by concern: Content-Security-Policy, marketplace rules, background work
+# (django-q2), the second factor, sign-in throttling -----------------------------------
+from config.settings.csp import *  # noqa: E402,F403
 from config.settings.marketplace import *  # noqa: E402,F403
 from config.settings.q import *  # noqa: E402,F403
+from config.settings.second_factor import *  # noqa: E402,F403
+from config.settings.signin import *  # noqa: E402,F403
 
 # --- Operations admin (django-unfold) -------------------------------------------------
 from config.settings.unfold import *  # noqa: E402,F403

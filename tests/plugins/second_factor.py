@@ -1,0 +1,1 @@
+"""Test support for the TOTP second factor: what a signed-in staff test client carries."""

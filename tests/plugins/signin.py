@@ -1,0 +1,1 @@
+"""Test support for throttled sign-in (django-axes): fixtures and hooks."""
