@@ -51,6 +51,12 @@ class User(AbstractUser):
             ),
         ]
         indexes = [models.Index(fields=["role", "date_joined"], name="user_role_joined_idx")]
+        permissions = [
+            # A staff member's timeline shows what they did, their exports among it: leads review it.
+            ("view_staff_timeline", "Can view the timelines of staff members"),
+            # Removing someone's second-factor devices so they enrol again (a lost phone).
+            ("reset_second_factor", "Can reset a person's second factor"),
+        ]
 
     def __str__(self):
         return self.email

@@ -88,6 +88,8 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "catalog.add_listing",
         "partners.add_partner",
         "accounts.add_user",
+        "accounts.view_staff_timeline",
+        "accounts.reset_second_factor",
     ],
     StaffGroup.FINANCE: _VIEW_OPS
     + [
