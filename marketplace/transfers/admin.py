@@ -22,6 +22,7 @@ from unfold.decorators import display
 
 from marketplace.core.exceptions import ApplicationError
 from marketplace.transfers import services
+from marketplace.transfers.changelist import export_params
 from marketplace.transfers.exporting import export_record
 from marketplace.transfers.formats import EXPORT_FORMATS, IMPORT_FORMATS, ImportFileError
 from marketplace.transfers.importing import ERRORS_SHOWN
@@ -159,10 +160,14 @@ class ScopedExportMixin(ExportMixin):
     def _do_file_export(self, file_format, request, queryset, export_form=None):
         limit = services.export_inline_max_rows()
         if queryset[: limit + 1].count() > limit:
+            items = None
+            if export_form is not None and "export_items" in export_form.changed_data:
+                items = export_form.cleaned_data["export_items"]
             job = services.export_job_create(
                 resource_path=_dotted(self.export_resource_class),
+                model_label=self.opts.label_lower,
                 actor=request.user,
-                queryset=queryset,
+                params=export_params(query=request.GET, items=items),
                 file_format=file_format,
                 filters=_filters(request),
             )

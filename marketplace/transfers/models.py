@@ -44,8 +44,9 @@ class TransferJob(models.Model):
     file = models.FileField(upload_to=transfer_file_name, storage=private_storage, blank=True)
     file_name = models.CharField(max_length=255, blank=True, default="")
     file_format = models.CharField(max_length=8, blank=True, default="")
-    # An export's rows: the scoped, filtered queryset's query, pickled at request time.
-    query = models.BinaryField(null=True, blank=True, editable=False)
+    # An export's rows, as parameters the task answers through the model's admin and scope
+    # selector (transfers/changelist.py): {"query": {name: [values]}, "items": [pks]}. Never a query.
+    params = models.JSONField(default=dict, blank=True, editable=False)
     filters = models.CharField(max_length=1000, blank=True, default="", help_text="The changelist's query string.")
     total = models.PositiveIntegerField(null=True, blank=True)
     processed = models.PositiveIntegerField(default=0)

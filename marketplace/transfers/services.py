@@ -3,11 +3,10 @@
 An import job checks the file in one task (`import_job_validate`), waits for its author to confirm
 (`import_job_confirm`), then checks it again and writes it in a second task (`import_job_run`), all
 rows or none. The job's final status is written in the same transaction as the rows, so a task
-delivered twice finds the job done and does nothing. An export job renders the rows of a queryset
-pickled at request time (the user's scope and filters), stores the file and offers it for download.
+delivered twice finds the job done and does nothing. An export job stores the changelist's filter
+parameters (JSON); its task rebuilds the rows through the model's admin and scope selector for the
+author as they are at run time, stores the file and offers it for download.
 """
-
-import pickle
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -17,6 +16,7 @@ from django.utils.module_loading import import_string
 
 from marketplace.audit.services import event_record
 from marketplace.core.exceptions import InvalidInput
+from marketplace.transfers.changelist import export_queryset
 from marketplace.transfers.exporting import export_file
 from marketplace.transfers.formats import ImportFileError, SpreadsheetCSV, SpreadsheetXLSX
 from marketplace.transfers.importing import ERRORS_SHOWN, ImportRefused
@@ -176,15 +176,18 @@ def _finish(job_id: int, status: str, **fields) -> str:
 # --- exports ---------------------------------------------------------------------------------------
 
 
-def export_job_create(*, resource_path: str, actor, queryset, file_format, filters: str = "") -> TransferJob:
-    """Queue the export of `queryset` (already scoped and filtered for `actor`)."""
+def export_job_create(
+    *, resource_path: str, model_label: str, actor, params: dict, file_format, filters: str = ""
+) -> TransferJob:
+    """Queue the export of `model_label`'s changelist rows for `actor` under `params`
+    (`changelist.export_params`: the query string and any selected keys)."""
     with transaction.atomic():
         job = TransferJob.objects.create(
             kind=TransferJob.Kind.EXPORT,
-            resource=queryset.model._meta.label_lower,
+            resource=model_label,
             actor=actor,
             file_format=format_key(file_format),
-            query=pickle.dumps(queryset.query),
+            params=params,
             filters=filters[:1000],
             resource_path=resource_path,
         )
@@ -202,8 +205,7 @@ def export_job_run(*, job_id: int) -> str:
     try:
         resource = import_string(job.resource_path)()
         model = resource._meta.model
-        queryset = model._default_manager.all()
-        queryset.query = pickle.loads(bytes(job.query))  # written by export_job_create, never by a user
+        queryset = export_queryset(model_label=job.resource, params=job.params, user=job.actor)
         file_format = FORMATS[job.file_format]()
         data = export_file(
             resource, queryset, user=job.actor, file_format=file_format, filters=job.filters, progress=_progress(job_id)
@@ -216,6 +218,8 @@ def export_job_run(*, job_id: int) -> str:
         TransferJob.objects.filter(pk=job_id).update(
             file=job.file.name, file_name=name, status=J.DONE, finished_at=timezone.now(), message="Ready to download."
         )
+    except InvalidInput as exc:
+        return _finish(job_id, J.FAILED, message=f"Nothing was exported: {exc}")
     except Exception as exc:
         _finish(job_id, J.FAILED, message=f"The export failed: {exc}")
         raise
