@@ -6,6 +6,7 @@ from unfold.contrib.filters.admin import BooleanRadioFilter, ChoicesDropdownFilt
 from unfold.decorators import display
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
+from marketplace.accounts.access_admin import AuditedGroupAdminMixin, AuditedUserAdminMixin
 from marketplace.accounts.models import User
 from marketplace.accounts.resources import UserImportResource
 from marketplace.core.admin import TimelineMixin
@@ -19,13 +20,13 @@ admin.site.unregister(Group)
 
 
 @admin.register(Group)
-class GroupAdmin(ModelAdmin):
+class GroupAdmin(AuditedGroupAdminMixin, ModelAdmin):
     search_fields = ["name"]
     filter_horizontal = ["permissions"]
 
 
 @admin.register(User)
-class UserAdmin(ScopedImportMixin, TimelineMixin, DjangoUserAdmin, ModelAdmin):
+class UserAdmin(AuditedUserAdminMixin, ScopedImportMixin, TimelineMixin, DjangoUserAdmin, ModelAdmin):
     import_resource_class = UserImportResource
     form = UserChangeForm
     add_form = UserCreationForm

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from marketplace.accounts.access import group_permissions_sync
 from marketplace.accounts.models import User
 from marketplace.audit.services import event_record
 from marketplace.core.exceptions import InvalidInput
@@ -149,9 +150,7 @@ def staff_groups_ensure() -> dict[str, Group]:
             for dotted in perms:
                 app_label, codename = dotted.split(".")
                 wanted.add(Permission.objects.get(content_type__app_label=app_label, codename=codename).pk)
-            current = set(group.permissions.values_list("pk", flat=True))
-            if wanted != current:
-                group.permissions.set(wanted)
+            group_permissions_sync(group=group, wanted_ids=wanted)  # audited when it changes them
             groups[name] = group
     return groups
 

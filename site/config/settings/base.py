@@ -219,6 +219,11 @@ DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="Marketplace <
 WAGTAIL_SITE_NAME = "Marketplace"
 WAGTAILADMIN_BASE_URL = env.str("WAGTAILADMIN_BASE_URL", default="http://127.0.0.1:8000")
 WAGTAILSEARCH_BACKENDS = {"default": {"BACKEND": "wagtail.search.backends.database"}}
+# A person's email and password are changed in the operations admin, audited, not on the CMS's
+# account page (password reset by email stays open, rate-limited: settings/signin.py).
+WAGTAIL_EMAIL_MANAGEMENT_ENABLED = False
+WAGTAIL_PASSWORD_MANAGEMENT_ENABLED = False
+WAGTAIL_PASSWORD_RESET_ENABLED = True
 
 # --- REST framework -------------------------------------------------------------------
 REST_FRAMEWORK = {
