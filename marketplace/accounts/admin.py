@@ -9,6 +9,7 @@ from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationFo
 from marketplace.accounts.access_admin import AuditedGroupAdminMixin, AuditedUserAdminMixin
 from marketplace.accounts.models import User
 from marketplace.accounts.resources import UserImportResource
+from marketplace.accounts.second_factor_admin import SecondFactorResetMixin
 from marketplace.core.admin import TimelineMixin
 from marketplace.core.admin_filters import DayRangeFilter, search_by_shape
 from marketplace.transfers.admin import ScopedImportMixin
@@ -26,7 +27,9 @@ class GroupAdmin(AuditedGroupAdminMixin, ModelAdmin):
 
 
 @admin.register(User)
-class UserAdmin(AuditedUserAdminMixin, ScopedImportMixin, TimelineMixin, DjangoUserAdmin, ModelAdmin):
+class UserAdmin(
+    SecondFactorResetMixin, AuditedUserAdminMixin, ScopedImportMixin, TimelineMixin, DjangoUserAdmin, ModelAdmin
+):
     import_resource_class = UserImportResource
     form = UserChangeForm
     add_form = UserCreationForm

@@ -15,6 +15,8 @@ urlpatterns = [
     path("admin/my-work/", admin.site.admin_view(my_work), name="my-work"),
     # A person's own password change, audited (then Django's admin view as usual).
     path("admin/password_change/", admin.site.admin_view(own_password_change), name="password_change"),
+    # The second factor's own pages (enrol, backup codes, verify), before the admin's catch-all.
+    path("admin/second-factor/", include("marketplace.accounts.second_factor_views")),
     path("admin/", admin.site.urls),
     # People are managed in the operations admin only (audited): the CMS's user and group screens lead there.
     re_path(r"^cms/users/", RedirectView.as_view(pattern_name="admin:accounts_user_changelist")),
