@@ -97,3 +97,19 @@ def private_files_are_not_public(app_configs, **kwargs):
                 )
             )
     return errors
+
+
+@register(Tags.security, deploy=True)
+def demo_totp_secret_is_unset(app_configs, **kwargs):
+    """The demo's authenticator secret is public (README): set, anyone could pass the second factor
+    of an account holding it, and load_demo_data would hand it to every superuser, lead and Finance."""
+    if getattr(settings, "MARKETPLACE_DEMO_TOTP_SECRET", ""):
+        return [
+            Error(
+                "MARKETPLACE_DEMO_TOTP_SECRET is set: the demo's public authenticator secret would pass "
+                "the second factor of any account holding it.",
+                hint="Unset MARKETPLACE_DEMO_TOTP_SECRET (only the development settings set it).",
+                id="marketplace.E005",
+            )
+        ]
+    return []

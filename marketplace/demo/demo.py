@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from marketplace.accounts.models import User
+from marketplace.accounts.second_factor import second_factor_demo_devices_ensure
 from marketplace.core.money import quantize
 from marketplace.demo.curated import MARKER_EMAIL, CuratedLoader, DemoLoadError
 from marketplace.demo.summary import demo_summary
@@ -85,6 +86,9 @@ def demo_load(*, fixtures_dir: Path = FIXTURES_DIR, log: Callable[[str], None] =
     with transaction.atomic():
         loader = CuratedLoader(data, log)
         loader.run()
+        if settings.MARKETPLACE_DEMO_TOTP_SECRET:  # development only (check --deploy refuses it)
+            log("  second factor (the development TOTP secret)…")
+            second_factor_demo_devices_ensure(secret=settings.MARKETPLACE_DEMO_TOTP_SECRET)
         reconciliation = ledger_reconcile()
         if not books_balance(reconciliation):
             raise DemoLoadError(

@@ -9,3 +9,6 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhos
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
 # Whitenoise serves collected files in production; here runserver and the test client need none.
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]  # noqa: F405
+# The demo's shared authenticator secret (base32), for load_demo_data's superuser, leads and Finance:
+# development only, public, and refused by `check --deploy` (marketplace.E005).
+MARKETPLACE_DEMO_TOTP_SECRET = env.str("MARKETPLACE_DEMO_TOTP_SECRET", default="DEMOTOTPDEMOTOTPDEMOTOTPDEMOTOTP")

@@ -84,6 +84,11 @@ class Command(BaseCommand):
         width = max(len(email) for email, _ in result.accounts) + 2
         for email, role in result.accounts:
             self.stdout.write(f"  {email:<{width}}{role}")
+        if settings.MARKETPLACE_DEMO_TOTP_SECRET:
+            self.stdout.write(
+                "The superuser, leads and Finance then enter a code from an authenticator holding "
+                "MARKETPLACE_DEMO_TOTP_SECRET; `manage.py demo_totp_code` prints the current one."
+            )
         self.stdout.write(self.style.SUCCESS("Demo data loaded."))
 
     def _scale(self, options):
