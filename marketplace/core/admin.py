@@ -115,6 +115,25 @@ class DeclaredPermissionChecks(UnfoldModelAdminChecks):
         return errors
 
 
+def object_once(request, model, object_id, from_field, read):
+    """The object through the admin's scoped queryset (`read`: its `get_object`), read once per
+    request (the change page, its timeline and a workflow step all ask for it)."""
+    cache = request.__dict__.setdefault("_scoped_objects", {})
+    key = (model, str(object_id), from_field)
+    if key not in cache:
+        cache[key] = read(request, object_id, from_field)
+    return cache[key]
+
+
+def not_in_scope(opts, object_id):
+    """Answer 404 for an object not in the user's scope (an admin's `_get_obj_does_not_exist_redirect`).
+
+    Django redirects to the changelist for a missing object; an object outside the user's scope is
+    indistinguishable from a missing one, and both answer 404 (change, history, delete, password).
+    """
+    raise Http404(f"No {opts.verbose_name} with id {object_id!r} in your scope.")
+
+
 class ScopedReadOnlyAdmin(ModelAdmin):
     """A read-only admin whose rows come from `scope(user)`, the model's `<model>_for_user` selector.
 
@@ -135,18 +154,10 @@ class ScopedReadOnlyAdmin(ModelAdmin):
         return qs.order_by(*(self.ordering or ("-pk",)))
 
     def get_object(self, request, object_id, from_field=None):
-        """The object through the scope, read once per request (the change page, its timeline and a
-        workflow step all ask for it)."""
-        cache = request.__dict__.setdefault("_scoped_objects", {})
-        key = (self.model, str(object_id), from_field)
-        if key not in cache:
-            cache[key] = super().get_object(request, object_id, from_field)
-        return cache[key]
+        return object_once(request, self.model, object_id, from_field, super().get_object)
 
     def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
-        # Django redirects to the changelist for a missing object; an object outside the user's
-        # scope is indistinguishable from a missing one, and both answer 404.
-        raise Http404(f"No {opts.verbose_name} with id {object_id!r} in your scope.")
+        not_in_scope(opts, object_id)
 
     def has_add_permission(self, request):
         return False
@@ -234,7 +245,8 @@ class TimelineMixin:
     """Below each change form: the object's timeline (audit events and internal notes) and a note box.
 
     The object is read through the admin's own `get_object` (its scope); anyone who may see the
-    object may add a note to it.
+    object may read its timeline and add a note to it, unless the admin's `timeline_visible` says
+    otherwise (a staff member's timeline: holders of `accounts.view_staff_timeline` only).
     """
 
     change_form_outer_after_template = "admin/workflow/timeline.html"
@@ -256,15 +268,20 @@ class TimelineMixin:
         extra_context = extra_context or {}
         if object_id:
             obj = self.get_object(request, object_id)
-            if obj is not None:
+            if obj is not None and self.timeline_visible(request, obj):
                 from marketplace.audit.selectors import timeline_for
 
                 extra_context["timeline"] = timeline_for(obj=obj)
                 extra_context["note_add_url"] = reverse(
                     f"admin:{self.opts.app_label}_{self.opts.model_name}_note_add", args=[obj.pk]
                 )
+            if obj is not None:
                 extra_context.update(self.change_page_panels(request, obj))
         return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def timeline_visible(self, request, obj) -> bool:
+        """Whether the user, who may see the object, may also read and write its timeline."""
+        return True
 
     def change_page_panels(self, request, obj) -> dict:
         """More context for the panels above the timeline (e.g. `money`, a BookingMoney)."""
@@ -284,6 +301,8 @@ class TimelineMixin:
         obj = self.get_object(request, object_id)
         if obj is None or not self.has_view_permission(request, obj):
             raise Http404(f"No {self.opts.verbose_name} with id {object_id!r} in your scope.")
+        if not self.timeline_visible(request, obj):
+            raise PermissionDenied  # a timeline the user may not read takes no note from them either
         try:
             note_add(target=obj, author=request.user, body=request.POST.get("body", ""))
         except ApplicationError as exc:
