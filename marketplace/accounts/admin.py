@@ -6,8 +6,10 @@ from unfold.contrib.filters.admin import BooleanRadioFilter, ChoicesDropdownFilt
 from unfold.decorators import display
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
+from marketplace.accounts.access_admin import AuditedGroupAdminMixin, AuditedUserAdminMixin
 from marketplace.accounts.models import User
 from marketplace.accounts.resources import UserImportResource
+from marketplace.accounts.second_factor_admin import SecondFactorResetMixin
 from marketplace.accounts.selectors import staff_timeline_visible, user_for_user
 from marketplace.core.admin import TimelineMixin, not_in_scope, object_once
 from marketplace.core.admin_filters import DayRangeFilter, search_by_shape
@@ -20,13 +22,15 @@ admin.site.unregister(Group)
 
 
 @admin.register(Group)
-class GroupAdmin(ModelAdmin):
+class GroupAdmin(AuditedGroupAdminMixin, ModelAdmin):
     search_fields = ["name"]
     filter_horizontal = ["permissions"]
 
 
 @admin.register(User)
-class UserAdmin(ScopedImportMixin, TimelineMixin, DjangoUserAdmin, ModelAdmin):
+class UserAdmin(
+    SecondFactorResetMixin, AuditedUserAdminMixin, ScopedImportMixin, TimelineMixin, DjangoUserAdmin, ModelAdmin
+):
     import_resource_class = UserImportResource
     form = UserChangeForm
     add_form = UserCreationForm
