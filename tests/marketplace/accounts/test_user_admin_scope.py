@@ -124,4 +124,4 @@ def test_user_changelist_of_an_agent_costs_the_same_queries_for_10_200_and_400_p
 
 # As many as a lead's list (tests/marketplace/accounts/test_admin_filters.py): the scope adds no
 # query of its own, only subqueries inside the page's and its count's SQL.
-AGENT_USER_CHANGELIST_QUERIES = 12
+AGENT_USER_CHANGELIST_QUERIES = 13
