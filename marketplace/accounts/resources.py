@@ -4,6 +4,7 @@ from django.contrib.auth.hashers import make_password
 from django.db.models.functions import Lower
 
 from marketplace.accounts.models import User
+from marketplace.accounts.selectors import user_for_user
 from marketplace.partners.models import PartnerMembership
 from marketplace.partners.selectors import partner_for_user
 from marketplace.transfers.importing import (
@@ -49,6 +50,9 @@ class UserImportResource(BulkImportResource):
 
     def existing(self, keys):
         return dict(User.objects.annotate(folded=Lower("email")).filter(folded__in=keys).values_list("folded", "pk"))
+
+    def existing_in_scope(self, ids, *, user):
+        return set(user_for_user(user).filter(pk__in=ids).values_list("pk", flat=True))
 
     def write(self, rows, *, user, now):
         ids = insert_rows(

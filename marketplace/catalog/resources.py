@@ -7,7 +7,7 @@ from django.db import connection
 from django.db.models.functions import Lower
 from import_export.fields import Field
 
-from marketplace.accounts.models import User
+from marketplace.accounts.selectors import user_for_user
 from marketplace.audit.services import event_record
 from marketplace.catalog.models import Category, Listing
 from marketplace.core.money import AMOUNT_DIGITS, AMOUNT_PLACES
@@ -36,7 +36,7 @@ def _active_categories(user):
 
 
 def _users(user):
-    return User.objects.filter(is_active=True)
+    return user_for_user(user).filter(is_active=True)  # a scoped importer names only people of their scope
 
 
 class CategoryImportResource(BulkImportResource):

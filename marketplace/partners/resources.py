@@ -1,6 +1,7 @@
 """Import and export of partners (CSV, XLSX)."""
 
 from marketplace.partners.models import Partner
+from marketplace.partners.selectors import partner_for_user
 from marketplace.transfers.exporting import ScopedExportResource
 from marketplace.transfers.importing import (
     BulkImportResource,
@@ -33,6 +34,9 @@ class PartnerImportResource(BulkImportResource):
 
     def existing(self, keys):
         return dict(Partner.objects.filter(slug__in=keys).values_list("slug", "pk"))
+
+    def existing_in_scope(self, ids, *, user):
+        return set(partner_for_user(user).filter(pk__in=ids).values_list("pk", flat=True))
 
     def write(self, rows, *, user, now):
         ids = insert_rows(

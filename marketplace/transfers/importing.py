@@ -264,6 +264,14 @@ class BulkImportResource(Resource):
         """The natural keys among `keys` that the table already has, mapped to their ids."""
         return {}
 
+    def existing_in_scope(self, ids: set, *, user) -> set:
+        """Which of these existing objects' ids the importer may see (the model's `<model>_for_user`).
+
+        A duplicate in scope is named in the row's error; one out of scope is not (its id would say
+        that another partner has it): it reads as a missing object does, "not found or not yours".
+        """
+        return ids
+
     def clean_row(self, values: dict, *, user) -> list[tuple[str, str]]:
         """Checks across cells of one row: (column, message) pairs."""
         return []
@@ -364,7 +372,7 @@ class BulkImportResource(Resource):
         items = [(number, values) for number, values, _ in parsed if number not in bad]
         for error in self.check_all(items, user=user) if items else []:
             fail(error.row, error.column, error.message, rows_by_number[error.row])
-        self._find_duplicates(parsed, bad, fail)
+        self._find_duplicates(parsed, bad, fail, user)
         plan.errors.sort(key=lambda e: e.row)
         for number, values, _row in parsed:
             if number not in bad:
@@ -383,7 +391,7 @@ class BulkImportResource(Resource):
         try:
             with transaction.atomic():
                 self._lock(label)
-                duplicates = self._existing_duplicates(plan)
+                duplicates = self._existing_duplicates(plan, user)
                 if duplicates:
                     raise ImportRefused("Rows now duplicate existing ones; nothing was imported.", duplicates)
                 count = self.write(plan.rows, user=user, now=timezone.now())
@@ -476,7 +484,17 @@ class BulkImportResource(Resource):
                     fail(number, column.name, f"No {ref.noun} '{key}' (or not one you may use).", row)
                     values[column.name] = None
 
-    def _find_duplicates(self, parsed, bad, fail) -> None:
+    def _taken(self, existing: dict, user, *, since: str = "") -> dict:
+        """The row error of each existing natural key: the object named when in the user's scope."""
+        seen = self.existing_in_scope(set(existing.values()), user=user) if existing else set()
+        return {
+            key: f"Already exists: {self.noun} #{pk}{since}."
+            if pk in seen
+            else f"Already exists: a {self.noun} not found or not yours{since}."
+            for key, pk in existing.items()
+        }
+
+    def _find_duplicates(self, parsed, bad, fail, user) -> None:
         first: dict = {}
         for number, values, row in parsed:
             if number in bad:
@@ -490,11 +508,10 @@ class BulkImportResource(Resource):
                 first[key] = number
         existing = self.existing(list(first)) if first else {}
         rows_by_number = {number: row for number, _, row in parsed}
-        for key, pk in existing.items():
-            number = first[key]
-            fail(number, "", f"Already exists: {self.noun} #{pk}.", rows_by_number[number])
+        for key, message in self._taken(existing, user).items():
+            fail(first[key], "", message, rows_by_number[first[key]])
 
-    def _existing_duplicates(self, plan: Plan) -> list[RowError]:
+    def _existing_duplicates(self, plan: Plan, user) -> list[RowError]:
         keys = {}
         for number, values in zip(plan.numbers, plan.rows, strict=True):
             key = self.natural_key(values)
@@ -502,10 +519,8 @@ class BulkImportResource(Resource):
                 keys[key] = number
         if not keys:
             return []
-        return [
-            RowError(keys[key], "", f"Already exists: {self.noun} #{pk} (created since the check).")
-            for key, pk in self.existing(list(keys)).items()
-        ]
+        taken = self._taken(self.existing(list(keys)), user, since=" (created since the check)")
+        return [RowError(keys[key], "", message) for key, message in taken.items()]
 
     @staticmethod
     def _lock(label: str) -> None:
