@@ -11,6 +11,7 @@ from marketplace.accounts.models import User
 from marketplace.accounts.resources import UserImportResource
 from marketplace.accounts.second_factor_admin import SecondFactorResetMixin
 from marketplace.accounts.selectors import staff_timeline_visible, user_for_user
+from marketplace.accounts.signin_admin import AccessAttemptAdmin, AccessLogAdmin  # noqa: F401 (registers)
 from marketplace.core.admin import TimelineMixin, not_in_scope, object_once
 from marketplace.core.admin_filters import DayRangeFilter, search_by_shape
 from marketplace.transfers.admin import ScopedImportMixin

@@ -64,6 +64,8 @@ AXES_HTTP_RESPONSE_CODE = 429
 # Passwords never reach the attempt rows; the typed address and the IP are what a lead needs.
 AXES_SENSITIVE_PARAMETERS = ["password"]
 AXES_VERBOSE = False
+# The attempt lists are registered in unfold's look by marketplace.accounts.signin_admin.
+AXES_ENABLE_ADMIN = False
 
 # --- Password-reset emails ---------------------------------------------------------------
 SIGNIN_RESET_PER_ADDRESS = env.int("SIGNIN_RESET_PER_ADDRESS", default=3)
