@@ -78,15 +78,25 @@ def page(browser, live_server, request):
 
 @pytest.fixture
 def admin_login(page):
-    """Log a user in through the real admin login form."""
+    """Log a user in through the real admin login form, then, for a person who needs a second factor
+    (superusers, leads, Finance), through the code page with the code of their authenticator (one
+    is given to them first if they have none, as force_login does: tests/plugins/second_factor.py)."""
 
     def login(user):
+        from marketplace.accounts.second_factor import second_factor_required
+        from tests.plugins.second_factor import authenticator_ensure, totp_code_unused
+
         user.set_password(PASSWORD)
         user.save(update_fields=["password"])
+        device = authenticator_ensure(user) if second_factor_required(user) else None
         page.goto("/admin/login/")
         page.fill("input[name=username]", user.email)
         page.fill("input[name=password]", PASSWORD)
         page.press("input[name=password]", "Enter")  # the login form itself (the page has other forms)
+        if device is not None:
+            page.wait_for_url(re.compile(r".*/admin/second-factor/verify/"))
+            page.fill("input[name=code]", totp_code_unused(device))
+            page.press("input[name=code]", "Enter")
         try:
             page.wait_for_url(re.compile(r".*/admin/$"))
         except Exception:

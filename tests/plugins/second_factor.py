@@ -35,15 +35,33 @@ def totp_code(device, *, ahead: int = 0) -> str:
     return f"{totp.token():0{device.digits}d}"
 
 
-def session_verify(client: Client, user):
-    """Give `user` a confirmed authenticator if they have none and mark the client's session
-    verified by it (what `django_otp.login` writes). Returns the device."""
-    from django_otp import DEVICE_ID_SESSION_KEY
+def totp_code_unused(device) -> str:
+    """A code `device` accepts now: the current one, or the next if the current one was used
+    (waiting when even that one was used)."""
+    device.refresh_from_db()
+    now = int((time.time() - device.t0) // device.step)
+    ahead = max(0, device.last_t + 1 - now)
+    if ahead > device.tolerance:
+        time.sleep(device.step - (time.time() - device.t0) % device.step + 0.1)
+        return totp_code_unused(device)
+    return totp_code(device, ahead=ahead)
+
+
+def authenticator_ensure(user):
+    """The person's confirmed authenticator, made for them if they have none."""
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
     from marketplace.accounts.second_factor import AUTHENTICATOR_NAME, authenticator_get
 
-    device = authenticator_get(user) or TOTPDevice.objects.create(user=user, name=AUTHENTICATOR_NAME, confirmed=True)
+    return authenticator_get(user) or TOTPDevice.objects.create(user=user, name=AUTHENTICATOR_NAME, confirmed=True)
+
+
+def session_verify(client: Client, user):
+    """Give `user` a confirmed authenticator if they have none and mark the client's session
+    verified by it (what `django_otp.login` writes). Returns the device."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    device = authenticator_ensure(user)
     session = client.session
     session[DEVICE_ID_SESSION_KEY] = device.persistent_id
     session.save()
