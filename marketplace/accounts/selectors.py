@@ -17,7 +17,8 @@ Other staff are people too, but none of these connections reaches them (an assig
 connection): a scoped agent sees only themselves among staff.
 """
 
-from django.db.models import Q
+from django.db.models import CharField, Q
+from django.db.models.functions import Cast
 
 from marketplace.accounts.models import User
 from marketplace.partners.selectors import can_operate, scope_is_global, scope_selector
@@ -58,6 +59,16 @@ def user_for_user(user):
         return User.objects.all()
     first, *rest = connected_user_ids(user)
     return User.objects.filter(Q(pk__in=first.union(*rest, all=True)))
+
+
+def staff_timeline_q() -> Q:
+    """Audit events on a staff member's timeline (their imports, exports and downloads), for lists
+    of events that span people, such as the audit log: `staff_timeline_visible` in SQL.
+
+    Staff are a few rows (`is_staff` in a subquery); the event's target id is text.
+    """
+    staff_ids = User.objects.filter(is_staff=True).annotate(text_id=Cast("pk", CharField())).values("text_id")
+    return Q(target_type__app_label="accounts", target_type__model="user", target_id__in=staff_ids)
 
 
 def staff_timeline_visible(*, viewer, person) -> bool:

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from unfold.contrib.filters.admin import RelatedDropdownFilter, TextFilter
 
+from marketplace.accounts.selectors import staff_timeline_q
 from marketplace.audit.models import Event
 from marketplace.core.admin import ScopedReadOnlyAdmin
 from marketplace.core.admin_filters import DayRangeFilter, ScopedAutocompleteFilter, search_by_shape
@@ -46,6 +47,13 @@ class EventAdmin(ScopedReadOnlyAdmin):
 
     def has_view_permission(self, request, obj=None):
         return self.has_module_permission(request)
+
+    def get_queryset(self, request):
+        # Staff members' timelines (what they exported) only for holders of view_staff_timeline.
+        queryset = super().get_queryset(request)
+        if not request.user.has_perm("accounts.view_staff_timeline"):
+            queryset = queryset.exclude(staff_timeline_q())
+        return queryset
 
     def get_search_results(self, request, queryset, search_term):
         return search_by_shape(queryset, search_term, number=("pk",), email=("actor__email",), text=("verb",))

@@ -3,15 +3,17 @@ user pages hold only the people connected to their scope (out of scope: 404, lik
 and a staff member's timeline (their exports) is shown only to holders of `view_staff_timeline`."""
 
 import pytest
+from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 
 from marketplace.accounts.models import User
 from marketplace.accounts.services import StaffGroup
+from marketplace.audit.models import Event
 from marketplace.partners.models import PartnerMembership
 from marketplace.partners.services import partner_scope_grant
 from tests.factories import ListingFactory, PartnerFactory
 from tests.factories.settlement import staff, staff_with
-from tests.marketplace.changelist import offered, queries_by_size
+from tests.marketplace.changelist import listed, offered, queries_by_size
 
 pytestmark = pytest.mark.django_db
 
@@ -125,3 +127,16 @@ def test_user_changelist_of_an_agent_costs_the_same_queries_for_10_200_and_400_p
 # As many as a lead's list (tests/marketplace/accounts/test_admin_filters.py): the scope adds no
 # query of its own, only subqueries inside the page's and its count's SQL.
 AGENT_USER_CHANGELIST_QUERIES = 13
+
+
+def test_audit_log_leaves_staff_timelines_out_for_finance_and_shows_them_to_a_lead(client, scene):
+    # given an event on an agent's timeline (their export) and one on a client's
+    people = ContentType.objects.get_for_model(User)
+    on_staff = Event.objects.create(verb="export", target_type=people, target_id=str(scene["agent"].pk))
+    on_client = Event.objects.create(verb="export", target_type=people, target_id=str(scene["own_owner"].pk))
+    # when Finance (the whole log, not view_staff_timeline) reads the log: the staff event is left out
+    client.force_login(staff(StaffGroup.FINANCE))
+    assert listed(client, "audit.event", {"verb": "export"}) == {on_client.pk}
+    # then a lead reads both
+    client.force_login(staff(StaffGroup.OPERATIONS_LEAD))
+    assert listed(client, "audit.event", {"verb": "export"}) == {on_staff.pk, on_client.pk}
