@@ -85,6 +85,7 @@ MIDDLEWARE = [
     *SECOND_FACTOR_MIDDLEWARE,
     "django.contrib.messages.middleware.MessageMiddleware",
     "marketplace.core.middleware.AdminNulQueryMiddleware",
+    "marketplace.core.middleware.AdminBadInputMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "wagtail.contrib.redirects.middleware.RedirectMiddleware",
     *SIGNIN_MIDDLEWARE,
@@ -191,6 +192,8 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "var" / "static"))
 STATICFILES_DIRS = [SITE_DIR / "static"]
+# Django's two finders, refusing paths that climb out of their folders (a 404, not a 500).
+STATICFILES_FINDERS = ["config.static_finders.FileSystemFinder", "config.static_finders.AppDirectoriesFinder"]
 MEDIA_URL = "/media/"
 MEDIA_ROOT = env.str("DJANGO_MEDIA_ROOT", default=str(BASE_DIR / "var" / "media"))
 # Import, export and import-preview files: a root of their own that no web server serves (never under
