@@ -2,7 +2,7 @@
 superuser sees who is locked out and clears a lock by deleting its row."""
 
 import pytest
-from axes.models import AccessAttempt
+from axes.models import AccessAttempt, AccessLog
 from django.test import Client
 
 from tests.factories import StaffFactory
@@ -53,3 +53,21 @@ def test_signin_admin_attempts_are_not_editable_and_hidden_from_agents(staff_gro
     assert AccessAttempt.objects.get().username == "someone@example.test"
     # and an agent without the axes permissions cannot see the list
     assert agent.get(ATTEMPTS).status_code == 403
+
+
+def test_signin_through_the_form_is_logged_and_sign_out_ends_that_session():
+    # given a staff member signed in through the throttled login form
+    user = StaffFactory(groups=[], email="signs.in@example.test")
+    client = Client(REMOTE_ADDR="198.51.100.30")
+    assert client.post("/admin/login/", {"username": user.email, "password": PASSWORD}).status_code == 302
+    cookie = client.cookies["sessionid"].value
+    assert client.get("/admin/password_change/").status_code == 200
+    # when they sign out
+    client.post("/admin/logout/")
+    # then the access log has the sign-in and the sign-out, and the old cookie signs nobody in
+    log = AccessLog.objects.get()
+    assert (log.username, log.ip_address, log.logout_time is not None) == (user.email, "198.51.100.30", True)
+    replay = Client()
+    replay.cookies["sessionid"] = cookie
+    response = replay.get("/admin/password_change/")
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
