@@ -61,8 +61,8 @@ AXES_USERNAME_CALLABLE = "marketplace.accounts.signin.signin_username"
 AXES_CLIENT_IP_CALLABLE = "marketplace.accounts.signin.client_ip"
 AXES_LOCKOUT_CALLABLE = "marketplace.accounts.signin.lockout_response"
 AXES_HTTP_RESPONSE_CODE = 429
-# Passwords never reach the attempt rows; the typed address and the IP are what a lead needs.
-AXES_SENSITIVE_PARAMETERS = ["password"]
+# Axes's default AXES_SENSITIVE_PARAMETERS stays: log lines and the stored form data mask the
+# address and the IP (the password is always masked); the attempt rows' own columns keep them.
 AXES_VERBOSE = False
 # The attempt lists are registered in unfold's look by marketplace.accounts.signin_admin.
 AXES_ENABLE_ADMIN = False
