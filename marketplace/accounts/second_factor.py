@@ -168,15 +168,6 @@ def _backup_codes_replace(user) -> list[str]:
     return codes
 
 
-def second_factor_backup_codes_regenerate(*, user) -> list[str]:
-    """Give an enrolled person ten new backup codes; the old ones stop working."""
-    with transaction.atomic():
-        _lock(user)
-        if authenticator_get(user) is None:
-            raise InvalidInput("Enrol an authenticator first.")
-        return _backup_codes_replace(user)
-
-
 def second_factor_verify(*, user, token: str) -> Device:
     """Check a code for this person's sign-in; return the device that accepted it.
 
@@ -203,8 +194,9 @@ def second_factor_verify(*, user, token: str) -> Device:
     return device
 
 
-def backup_codes_remaining(user) -> int:
-    return StaticToken.objects.filter(device__user=user, device__confirmed=True).count()
+def second_factor_devices_exist(user) -> bool:
+    """Whether the person has any second-factor device (confirmed or not) that a reset would remove."""
+    return TOTPDevice.objects.filter(user=user).exists() or StaticDevice.objects.filter(user=user).exists()
 
 
 def second_factor_reset(*, user, actor, reason: str = "") -> int:
@@ -221,6 +213,8 @@ def second_factor_reset(*, user, actor, reason: str = "") -> int:
     with transaction.atomic():
         _lock(user)
         devices = [*TOTPDevice.objects.filter(user=user), *StaticDevice.objects.filter(user=user)]
+        if not devices:
+            raise InvalidInput(f"{user} has no second factor to reset.")
         for device in devices:
             device.delete()
         event_record(

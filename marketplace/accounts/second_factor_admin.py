@@ -17,6 +17,8 @@ class SecondFactorResetMixin(WorkflowStepsMixin):
     """
 
     actions_detail = ["reset_second_factor"]
+    # The button shows only when there is something to reset.
+    step_offered = {"reset_second_factor": second_factor.second_factor_devices_exist}
 
     def has_reset_second_factor_permission(self, request, object_id=None) -> bool:
         if not request.user.has_perm(second_factor.RESET_PERMISSION):

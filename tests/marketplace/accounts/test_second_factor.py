@@ -252,3 +252,9 @@ def test_second_factor_reset_is_lead_only_refused_on_oneself_and_audited(staff_g
     reset = Event.objects.get(target_id=str(finance.pk), verb="second_factor.reset")
     assert (reset.actor, reset.reason, len(reset.data["devices"])) == (lead, "Phone lost, ticket 4411", 2)
     assert not Event.objects.filter(target_id=str(lead.pk), verb="second_factor.reset").exists()
+    # and with nothing left to reset, the button is gone and a second post changes nothing
+    change = lead_client.get(reverse("admin:accounts_user_change", args=[finance.pk]))
+    assert _reset_url(finance).encode() not in change.content
+    again = lead_client.post(_reset_url(finance), {"reason": "double click"}, follow=True)
+    assert b"has no second factor to reset" in again.content
+    assert Event.objects.filter(target_id=str(finance.pk), verb="second_factor.reset").count() == 1

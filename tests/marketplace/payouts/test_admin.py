@@ -385,11 +385,11 @@ def test_payout_changelist_offers_only_the_partners_in_scope(client):
     assert theirs.partner_id not in offered
 
 
-# Session, user, permissions, the count (capped count and the planner's estimate), the page (its
+# Session, user, the session's verified second-factor device (django-otp), permissions, the count (capped count and the planner's estimate), the page (its
 # ids, then its rows with partner, requester and run joined), and the sidebar badges
-# (dashboards/sidebar.py): 13 for any number of rows (the test prints them). The partner filter
+# (dashboards/sidebar.py): 14 for any number of rows (the test prints them). The partner filter
 # lists nothing up front (its choices come from the autocomplete view).
-CHANGELIST_QUERIES = 13
+CHANGELIST_QUERIES = 14
 
 
 def _payouts(n: int, *, run: PayoutRun, requester) -> None:
