@@ -95,10 +95,11 @@ def test_direct_permissions_by_a_superuser_are_listed_by_name(root):
 
 
 def test_a_non_superuser_cannot_make_anyone_superuser(staff_groups):
-    # given a member of staff who may change people but is not a superuser
+    # given a member of staff who may change people (all of them: every partner) but is not a superuser
     editor = StaffFactory(email="editor@example.test")
     editor.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="accounts", codename__in=["view_user", "change_user"])
+        *Permission.objects.filter(content_type__app_label="accounts", codename__in=["view_user", "change_user"]),
+        Permission.objects.get(codename="operate_all_partners"),
     )
     person = StaffFactory(email="target@example.test")
     client = _client(editor)
