@@ -27,7 +27,8 @@ from marketplace.partners.selectors import can_operate, scope_is_global, scope_s
 def connected_user_ids(user) -> list:
     """One-column querysets of the ids of the people connected to the objects in `user`'s scope."""
     # accounts sits below the apps whose objects connect people: their selectors are read at call time.
-    from marketplace.bookings.selectors import booking_for_user
+    from marketplace.bookings.models import Booking
+    from marketplace.bookings.selectors import booking_grant_branches
     from marketplace.catalog.selectors import listing_for_user
     from marketplace.disputes.models import DisputeEvidence
     from marketplace.disputes.selectors import dispute_for_user
@@ -41,7 +42,8 @@ def connected_user_ids(user) -> list:
         User.objects.filter(pk=user.pk).values("pk"),
         PartnerMembership.objects.filter(partner__in=partner_for_user(user).values("pk")).values("user_id"),
         listing_for_user(user).values("owner_id"),
-        booking_for_user(user).values("client_id"),
+        # `booking_for_user` by branch: its own union nested in this one is joined row by row.
+        *(Booking.objects.filter(branch).values("client_id") for branch in booking_grant_branches(user)),
         disputes.values("opened_by_id"),
         DisputeEvidence.objects.filter(dispute__in=disputes.values("pk")).values("submitted_by_id"),
         # A job listing's applicants: the listing's owner decides on them, the scope's staff see them.
