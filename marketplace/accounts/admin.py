@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import BooleanRadioFilter, ChoicesDropdownFilter
 from unfold.decorators import display
@@ -79,6 +80,11 @@ class UserAdmin(
 
     def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
         not_in_scope(opts, object_id)
+
+    def history_view(self, request, object_id, extra_context=None):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied  # the model permission first (403), then the scope (404)
+        return super().history_view(request, object_id, extra_context)
 
     def timeline_visible(self, request, obj) -> bool:
         return staff_timeline_visible(viewer=request.user, person=obj)

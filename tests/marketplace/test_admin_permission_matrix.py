@@ -9,9 +9,13 @@ How to read it
 - Scopes: "own" is an object of the partner the user was granted, "other" one of another partner.
   Disputes have two more: "unassigned" (another partner's dispute, assigned to nobody) and
   "assigned" (another partner's dispute assigned to this user, which puts it in their scope);
-  "other" is then another partner's dispute assigned to someone else. Categories and users belong
-  to no partner: their one scope is "global". The non-staff user cannot be assigned a dispute: its
-  "assigned" cell targets the unassigned dispute (the answer is the login page either way).
+  "other" is then another partner's dispute assigned to someone else. Categories belong to no
+  partner: their one scope is "global". People are scoped through what they are connected to
+  (`user_for_user`): "own" is a member of the own partner, "other" a member of the other one. The
+  non-staff user cannot be assigned a dispute: its "assigned" cell targets the unassigned dispute
+  (the answer is the login page either way).
+- More cells on people (history and password pages, raw-id popups, user autocompletes) and on
+  transfer file downloads are in test_admin_permission_matrix_people.py, over the same objects.
 - Outcomes, written in POLICY below (the policy as it should be, not read from the code):
     ok      changelist: the object's row is listed; change page: 200; change or workflow step:
             the POST redirects and the row changed (a row button: it leads to its step, which then
@@ -65,7 +69,14 @@ from marketplace.disputes import services as disputes
 from marketplace.disputes.models import Dispute
 from marketplace.partners.models import Partner, PartnerMembership
 from marketplace.payouts.models import Payout
-from tests.factories import CategoryFactory, ClientFactory, PartnerFactory, ProviderFactory, StaffFactory
+from tests.factories import (
+    CategoryFactory,
+    ClientFactory,
+    MembershipFactory,
+    PartnerFactory,
+    ProviderFactory,
+    StaffFactory,
+)
 from tests.factories.flows import booking_in
 from tests.factories.settlement import dispute_in, payout_in, staff
 from tests.factories.states import listing_in
@@ -104,7 +115,7 @@ SCOPES = {
     "payout": PARTNER_SCOPES,
     "partner": PARTNER_SCOPES,
     "category": GLOBAL_SCOPES,
-    "user": GLOBAL_SCOPES,
+    "user": PARTNER_SCOPES,
 }
 
 
@@ -219,15 +230,15 @@ POLICY: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
         "export":            row("ok", "ok", "ok", "403", "403", "403", "ok", "login"),
         "import":            row("403", "ok", "403", "403", "403", "403", "ok", "login"),
     },
-    # scope: global (the user admin is not partner-scoped)
+    # scopes: own other (a member of the partner: the people connected to the user's scope)
     "user": {
-        "changelist":        row("ok", "ok", "ok", "ok", "403", "403", "ok", "login"),
-        "view":              row("ok", "ok", "ok", "ok", "403", "403", "ok", "login"),
+        "changelist":        row("ok hidden", "ok ok", "ok ok", "ok hidden", "403 403", "403 403", "ok ok", "login login"),
+        "view":              row("ok 404",    "ok ok", "ok ok", "ok 404",    "403 403", "403 403", "ok ok", "login login"),
         # accounts.change_user: superusers only
-        "change":            row("403", "403", "403", "403", "403", "403", "ok", "login"),
+        "change":            row("403 403",   "403 403", "403 403", "403 403", "403 403", "403 403", "ok ok", "login login"),
         # no export of people (personal data: the user admin has no export); import:
         # transfers.import_data and accounts.add_user (leads)
-        "import":            row("403", "ok", "403", "403", "403", "403", "ok", "login"),
+        "import":            row("403 403",   "ok ok", "403 403", "403 403", "403 403", "403 403", "ok ok", "login login"),
     },
 }  # fmt: skip
 
@@ -346,6 +357,7 @@ def _build_world() -> dict:
         objects["payout", "awaiting", scope] = payout_in(Payout.Status.AWAITING_APPROVAL, listing__partner=partner)
         objects["payout", "failed", scope] = payout_in(Payout.Status.FAILED, listing__partner=partner)
         objects["partner", "partner", scope] = partner
+        objects["user", "user", scope] = MembershipFactory(partner=partner).user
 
     def dispute_pair(partner, assignee=None) -> dict[str, Dispute]:
         opened = dispute_in(Dispute.Status.OPENED, listing__partner=partner)
