@@ -91,6 +91,10 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "accounts.add_user",
         "accounts.view_staff_timeline",
         "accounts.reset_second_factor",
+        # Sign-in lockouts: see them, and clear one early by deleting its attempt row.
+        "axes.view_accessattempt",
+        "axes.delete_accessattempt",
+        "axes.view_accesslog",
     ],
     StaffGroup.FINANCE: _VIEW_OPS
     + [
