@@ -2,7 +2,7 @@
 is off, AXES_ENABLE_ADMIN = False).
 
 Both lists are read-only. Deleting an attempt row clears that lockout early: it needs
-`axes.delete_accessattempt` (superusers; grant it to a lead's group to let leads do it).
+`axes.delete_accessattempt` (superusers and the Operations lead group).
 """
 
 from axes.models import AccessAttempt, AccessLog
