@@ -140,3 +140,15 @@ def test_audit_log_leaves_staff_timelines_out_for_finance_and_shows_them_to_a_le
     # then a lead reads both
     client.force_login(staff(StaffGroup.OPERATIONS_LEAD))
     assert listed(client, "audit.event", {"verb": "export"}) == {on_staff.pk, on_client.pk}
+
+
+def test_user_filter_deep_link_names_no_person_out_of_scope(client, scene):
+    # given an agent who opens the listings filtered by a person's id, typed into the address
+    client.force_login(scene["agent"])
+    url = reverse("admin:catalog_listing_changelist")
+    # when it is another partner's owner, then the owner filter does not name them
+    page = client.get(url, {"owner__id__exact": scene["other_owner"].pk})
+    assert page.status_code == 200
+    assert scene["other_owner"].email not in page.content.decode()
+    # while an owner of their own partner is named in the filter
+    assert scene["own_owner"].email in client.get(url, {"owner__id__exact": scene["own_owner"].pk}).content.decode()
