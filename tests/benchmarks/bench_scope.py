@@ -7,6 +7,9 @@ the demo generator's bulk path, then times, in the same process and on the same 
   partner grants) against raw psycopg with the partner id written in (`WHERE partner_id = %s`);
 - the same page filtered by status;
 - a category-tree grant (EXISTS with a path prefix) against raw SQL with the subtree's ids;
+- a scoped agent's first page of people through `user_for_user` (the people connected to their
+  partner's memberships, listings, bookings, disputes and job applications) against the union a
+  person would write with the partner id in each branch;
 - `ledger_reconcile()` against the raw SQL aggregates it amounts to.
 
 Prints p50/p95 in ms and the ratio to the raw baseline, and writes them to var/bench/scope.json for
@@ -23,6 +26,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from marketplace.accounts.selectors import user_for_user
 from marketplace.bookings.models import Booking
 from marketplace.bookings.selectors import booking_for_user
 from marketplace.catalog.models import Category
@@ -108,6 +112,28 @@ def test_bench_scope_selectors_against_raw_sql(django_assert_num_queries):
         orm_rows = page(booking_for_user(category_agent))
     assert [tuple(r) for r in orm_rows] == [tuple(r) for r in _raw(raw_category, [parent.path + "%", PAGE])]
 
+    def people_page(qs):
+        return list(qs.order_by("-date_joined", "-id").values_list("id", "email")[:PAGE])
+
+    raw_people = (
+        "SELECT u.id, u.email FROM accounts_user u WHERE u.id IN ("
+        " SELECT %(me)s"
+        " UNION ALL SELECT user_id FROM partners_partnermembership WHERE partner_id = %(p)s"
+        " UNION ALL SELECT owner_id FROM catalog_listing WHERE partner_id = %(p)s"
+        " UNION ALL SELECT client_id FROM bookings_booking WHERE partner_id = %(p)s"
+        " UNION ALL SELECT opened_by_id FROM disputes_dispute WHERE partner_id = %(p)s"
+        " UNION ALL SELECT e.submitted_by_id FROM disputes_disputeevidence e"
+        "  JOIN disputes_dispute d ON d.id = e.dispute_id WHERE d.partner_id = %(p)s"
+        " UNION ALL SELECT a.applicant_id FROM jobs_jobapplication a"
+        "  JOIN catalog_listing l ON l.id = a.listing_id WHERE l.partner_id = %(p)s"
+        ") ORDER BY u.date_joined DESC, u.id DESC LIMIT %(n)s"
+    )
+    people_params = {"me": agent.pk, "p": partner_id, "n": PAGE}
+    with django_assert_num_queries(1):
+        orm_people = people_page(user_for_user(agent))
+    assert [tuple(r) for r in orm_people] == [tuple(r) for r in _raw(raw_people, people_params)]
+    assert len(orm_people) == min(PAGE, len(_raw(raw_people.replace("LIMIT %(n)s", ""), people_params)))
+
     cases["partner grant, page 1"] = (
         _time(lambda: page(booking_for_user(agent))),
         _time(lambda: _raw(raw_page, [partner_id, PAGE])),
@@ -119,6 +145,10 @@ def test_bench_scope_selectors_against_raw_sql(django_assert_num_queries):
     cases["category subtree grant, page 1"] = (
         _time(lambda: page(booking_for_user(category_agent))),
         _time(lambda: _raw(raw_category, [parent.path + "%", PAGE])),
+    )
+    cases["people, partner grant, page 1"] = (
+        _time(lambda: people_page(user_for_user(agent))),
+        _time(lambda: _raw(raw_people, people_params)),
     )
     reconcile_sql = [
         "SELECT coalesce(sum(captured_amount), 0) FROM payments_payment WHERE captured_amount > 0",

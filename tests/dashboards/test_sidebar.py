@@ -63,6 +63,14 @@ def test_agent_badge_counts_only_their_partners_queue(client):
     assert _sidebar_badge(html, "Waiting for review") == "2"
     assert "Failed tasks" not in html  # the task pages are for superusers
     assert "Audit log" not in html  # the whole audit log is for unscoped staff
+    assert "Sign-in attempts" not in html  # lockouts are for leads and superusers
+
+
+def test_lead_finds_sign_in_attempts_under_people(client):
+    client.force_login(staff(StaffGroup.OPERATIONS_LEAD))
+    html = client.get(reverse("admin:index")).content.decode()
+    assert "Sign-in attempts" in html
+    assert client.get(reverse("admin:axes_accessattempt_changelist")).status_code == 200
 
 
 def test_badges_are_capped_and_each_is_one_query(client, monkeypatch):

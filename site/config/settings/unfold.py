@@ -134,6 +134,12 @@ UNFOLD = {
                 "People",
                 _item("Users", "group", "admin:accounts_user_changelist", permission="view_user"),
                 _item("Staff groups", "badge", "admin:auth_group_changelist", permission="view_group"),
+                _item(
+                    "Sign-in attempts",
+                    "lock_person",
+                    "admin:axes_accessattempt_changelist",
+                    permission="view_signin_attempts",
+                ),
             ),
             _group(
                 "Catalogue",
