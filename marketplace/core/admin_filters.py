@@ -48,6 +48,11 @@ class _ScopedAutocompleteForm(AutocompleteDropdownForm):
         super().__init__(request, name, label, choices, field, model_admin, *args, **kwargs)
         # unfold reads the chosen value's label from the whole table; read it through the related
         # admin's (scoped) queryset, so a crafted `?partner__id__exact=<other partner>` shows no name.
+        # With no value chosen there is no label to read: an empty queryset, so a page does not build
+        # the related admin's scope (people's is a union of seven selectors, ~20 ms of ORM) for nothing.
+        if request.GET.get(name, "") == "":
+            self.fields[name].queryset = self.fields[name].queryset.none()
+            return
         related_admin = model_admin.admin_site.get_model_admin(field.remote_field.model)
         self.fields[name].queryset = related_admin.get_queryset(request)
 
