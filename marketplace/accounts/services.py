@@ -136,6 +136,8 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "partners.change_partnermembership",
         "partners.add_partnermembership",
         "partners.delete_partnermembership",
+        "partners.view_partnerapikey",
+        "partners.manage_api_keys",
         "catalog.view_listing",
         "catalog.view_category",
         "payouts.view_payout",

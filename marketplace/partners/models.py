@@ -78,18 +78,43 @@ class PayoutAccount(models.Model):
 
 
 class PartnerAPIKey(models.Model):
-    """A partner's key to the read API. Only a hash is stored; the prefix identifies it."""
+    """A partner's key to the read API. Only a hash is stored; the prefix identifies it.
+
+    Written only through `marketplace.partners.api_keys` (create, revoke, authenticate).
+    """
+
+    class Scope(models.TextChoices):
+        """What a key may do: the one allow-list (the service refuses anything else)."""
+
+        LISTINGS_READ = "listings:read", "Read listings"
+        BOOKINGS_READ = "bookings:read", "Read bookings"
+        PAYOUTS_READ = "payouts:read", "Read payouts"
+        DISPUTES_READ = "disputes:read", "Read disputes"
+        REVIEWS_READ = "reviews:read", "Read reviews"
+        EVENTS_READ = "events:read", "Read the change feed"
+        WEBHOOKS_MANAGE = "webhooks:manage", "Manage webhooks"
 
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=12, unique=True)
     hashed_key = models.CharField(max_length=128)
+    # A JSON list of Scope values (JSON rather than an array so the SQLite demo works too).
+    scopes = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    revoke_reason = models.TextField(blank=True, default="")
     last_used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "partner API key"
+        permissions = [("manage_api_keys", "Create and revoke the API keys of partners in scope")]
 
     def __str__(self):
         return f"{self.partner}: {self.name} ({self.prefix}…)"

@@ -10,9 +10,6 @@ new listings and bookings are refused (`partner_require_open`) and its payouts a
 (`partner_payouts_blocked`, read by the payout run). A risk-flagged partner's payouts are held too.
 """
 
-import hashlib
-import secrets
-
 from django.db import IntegrityError, connection, transaction
 from django.utils.text import slugify
 from guardian.shortcuts import assign_perm, remove_perm
@@ -21,7 +18,7 @@ from marketplace.audit.services import event_record
 from marketplace.core.exceptions import InvalidInput, NotPermitted, TransitionNotAllowed
 from marketplace.core.transitions import guard, lock
 from marketplace.notifications.services import notify
-from marketplace.partners.models import Partner, PartnerAPIKey, PartnerMembership
+from marketplace.partners.models import Partner, PartnerMembership
 from marketplace.partners.selectors import partner_for_user, scope_is_global
 
 SCOPE_PERMISSION = "partners.operate_partner"
@@ -308,7 +305,7 @@ def partner_membership_role_set(*, partner: Partner, user, role: str, actor) -> 
     return membership
 
 
-# --- Scope grants and API keys -----------------------------------------------------------------
+# --- Scope grants -----------------------------------------------------------------------------
 
 
 def partner_scope_grant(*, partner: Partner, grantee, actor=None) -> None:
@@ -332,15 +329,3 @@ def partner_scope_revoke(*, partner: Partner, grantee, actor=None) -> None:
             target=partner,
             data={"grantee": str(grantee), "grantee_type": grantee._meta.model_name, "permission": SCOPE_PERMISSION},
         )
-
-
-def partner_api_key_create(*, partner: Partner, name: str, actor=None) -> tuple[PartnerAPIKey, str]:
-    """Create an API key and return it with the plain secret, which is shown once and never stored."""
-    prefix = secrets.token_hex(4)
-    secret = f"{prefix}.{secrets.token_urlsafe(32)}"
-    with transaction.atomic():
-        key = PartnerAPIKey.objects.create(
-            partner=partner, name=name, prefix=prefix, hashed_key=hashlib.sha256(secret.encode()).hexdigest()
-        )
-        event_record(verb="partner.api_key_created", actor=actor, target=partner, data={"prefix": prefix})
-    return key, secret
