@@ -361,3 +361,7 @@ class PartnerAdmin(
             fields={"member": _member_field(object_id), "role": _role_field("New role")},
         )
         return self.workflow(request, object_id, step)
+
+
+# The API keys' admin lives in its own module (registered on import).
+from marketplace.partners import api_key_admin  # noqa: E402, F401
