@@ -73,6 +73,16 @@ def test_lead_finds_sign_in_attempts_under_people(client):
     assert client.get(reverse("admin:axes_accessattempt_changelist")).status_code == 200
 
 
+def test_partner_manager_finds_api_keys_under_partners_and_an_agent_does_not(client):
+    partner = PartnerFactory()
+    client.force_login(staff(StaffGroup.PARTNER_MANAGER, scope=partner))
+    html = client.get(reverse("admin:index")).content.decode()
+    assert reverse("admin:partners_partnerapikey_changelist") in html
+    client.force_login(staff(StaffGroup.OPERATIONS_AGENT, scope=partner))
+    html = client.get(reverse("admin:index")).content.decode()
+    assert reverse("admin:partners_partnerapikey_changelist") not in html
+
+
 def test_badges_are_capped_and_each_is_one_query(client, monkeypatch):
     monkeypatch.setattr(sidebar, "BADGE_CAP", 3)
     partner = PartnerFactory()

@@ -129,6 +129,7 @@ UNFOLD = {
             _group(
                 "Partners",
                 _item("Partners", "storefront", "admin:partners_partner_changelist", permission="view_partner"),
+                _item("API keys", "key", "admin:partners_partnerapikey_changelist", permission="view_api_keys"),
             ),
             _group(
                 "People",
