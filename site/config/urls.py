@@ -10,6 +10,7 @@ from wagtail.documents import urls as wagtaildocs_urls
 
 from dashboards.views import my_work
 from marketplace.accounts.access_admin import own_password_change
+from marketplace.api.common.health import health
 
 urlpatterns = [
     path("admin/my-work/", admin.site.admin_view(my_work), name="my-work"),
@@ -23,6 +24,7 @@ urlpatterns = [
     re_path(r"^cms/groups/", RedirectView.as_view(pattern_name="admin:auth_group_changelist")),
     path("cms/", include(wagtailadmin_urls)),
     path("documents/", include(wagtaildocs_urls)),
+    path("api/health/", health, name="api-health"),
 ]
 
 if settings.DEBUG:

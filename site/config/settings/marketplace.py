@@ -120,3 +120,5 @@ IMPORT_EXPORT_SKIP_ADMIN_LOG = True
 # STORAGES), which every web process shares (the default, a temp folder, would break behind a load
 # balancer) and no web server serves. Its names are random (uuid4).
 IMPORT_EXPORT_TMP_STORAGE_CLASS = "import_export.tmp_storages.MediaStorage"
+# /api/health/: the task cluster is "stale" when no cluster stat or finished task is younger than this.
+MARKETPLACE_HEALTH_TASK_HEARTBEAT_SECONDS = env.int("MARKETPLACE_HEALTH_TASK_HEARTBEAT_SECONDS", default=120)
