@@ -142,6 +142,11 @@ def partner_for_user(user):
     return Partner.objects.filter(partner_scope_q(user, "pk"))
 
 
+def partner_for_partner(partner: Partner):
+    """The partner's own row, as the partner API sees it (a key's scope is its partner)."""
+    return Partner.objects.filter(pk=partner.pk)
+
+
 def partner_payouts_blocked(partner: Partner) -> str | None:
     """Why this partner's payouts are held, or None when they may be paid.
 

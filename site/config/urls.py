@@ -25,6 +25,8 @@ urlpatterns = [
     path("cms/", include(wagtailadmin_urls)),
     path("documents/", include(wagtaildocs_urls)),
     path("api/health/", health, name="api-health"),
+    # The JSON API door (partner read API), before Wagtail's catch-all.
+    path("api/", include("marketplace.api.urls")),
 ]
 
 if settings.DEBUG:

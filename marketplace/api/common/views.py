@@ -1,0 +1,26 @@
+"""The base of every partner API view: key authentication, scope permission, JSON only, the
+one error shape. Set per view class, so the rest of the site keeps DRF's defaults."""
+
+from rest_framework.renderers import JSONRenderer
+from rest_framework.views import APIView
+
+from marketplace.api.common.authentication import PartnerKeyAuthentication
+from marketplace.api.common.errors import api_exception_handler
+from marketplace.api.common.permissions import HasKeyScope
+
+
+class PartnerAPIView(APIView):
+    """Declare `required_scope = PartnerAPIKey.Scope.X` (None: any valid key)."""
+
+    authentication_classes = [PartnerKeyAuthentication]
+    permission_classes = [HasKeyScope]
+    renderer_classes = [JSONRenderer]
+    throttle_classes = []
+    required_scope = None
+
+    def get_exception_handler(self):
+        return api_exception_handler
+
+    @property
+    def partner(self):
+        return self.request.user.partner
