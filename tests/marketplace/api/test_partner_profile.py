@@ -4,8 +4,10 @@ generic refusal, no sessions, the one error shape, scopes, and GET /api/partner/
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.http import Http404
 from django.urls import path
 from django.utils import timezone
+from rest_framework.response import Response
 from rest_framework.test import APIClient
 
 from marketplace.accounts.services import StaffGroup
@@ -149,28 +151,19 @@ class _ListingsView(PartnerAPIView):
     required_scope = PartnerAPIKey.Scope.LISTINGS_READ
 
     def get(self, request):
-        raise {
-            "": None,
+        refusals = {
             "invalid": InvalidInput("The cursor is not valid."),
             "forbidden": NotPermitted("Not yours."),
             "conflict": TransitionNotAllowed("booking", "cancel", state="completed"),
-        }[request.query_params.get("raise", "")] or _Ok()
+            "missing": Http404("No such listing."),
+        }
+        name = request.query_params.get("raise")
+        if name:
+            raise refusals[name]
+        return Response({"ok": True})
 
 
-class _Ok(Exception):
-    pass
-
-
-class _OkView(_ListingsView):
-    def handle_exception(self, exc):
-        if isinstance(exc, _Ok):
-            from rest_framework.response import Response
-
-            return Response({"ok": True})
-        return super().handle_exception(exc)
-
-
-urlpatterns = [path("scoped/", _OkView.as_view())]
+urlpatterns = [path("scoped/", _ListingsView.as_view())]
 
 
 @pytest.mark.urls(__name__)
@@ -195,7 +188,9 @@ def test_partner_api_view_refuses_a_key_without_the_scope_naming_it(acme):
 def test_partner_api_view_maps_domain_errors(acme):
     _, secret, _ = _key(acme, scopes=["listings:read"])
 
-    answers = {name: _get(secret, url=f"/scoped/?raise={name}") for name in ("invalid", "forbidden", "conflict")}
+    answers = {
+        name: _get(secret, url=f"/scoped/?raise={name}") for name in ("invalid", "forbidden", "conflict", "missing")
+    }
 
     assert {name: (r.status_code, r.json()) for name, r in answers.items()} == {
         "invalid": (
@@ -218,4 +213,21 @@ def test_partner_api_view_maps_domain_errors(acme):
                 ],
             },
         ),
+        "missing": (
+            404,
+            {"type": "client_error", "errors": [{"code": "not_found", "detail": "Not found.", "attr": None}]},
+        ),
+    }
+
+
+def test_partner_api_unknown_path_is_a_json_404(acme):
+    # given a valid key, when it asks for a resource the API does not have
+    _, secret, _ = _key(acme)
+    response = _get(secret, url="/api/partner/v1/no-such-thing/")
+
+    # then a 404 in the error shape, not the CMS's HTML page
+    assert response.status_code == 404
+    assert response.json() == {
+        "type": "client_error",
+        "errors": [{"code": "not_found", "detail": "Not found.", "attr": None}],
     }
