@@ -7,18 +7,8 @@ from marketplace.accounts.models import User
 from marketplace.accounts.selectors import user_for_user
 from marketplace.partners.models import PartnerMembership
 from marketplace.partners.selectors import partner_for_user
-from marketplace.transfers.importing import (
-    BulkImportResource,
-    Column,
-    Ref,
-    boolean,
-    choice,
-    email,
-    insert_rows,
-    record_imported,
-    slug,
-    text,
-)
+from marketplace.transfers.cells import boolean, choice, email, slug, text
+from marketplace.transfers.importing import BulkImportResource, Column, Ref, insert_rows, record_imported
 
 PUBLIC_ROLES = {User.Role.CLIENT, User.Role.WORKER, User.Role.SERVICE_PROVIDER}
 

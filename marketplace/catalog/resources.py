@@ -13,22 +13,9 @@ from marketplace.catalog.models import Category, Listing
 from marketplace.core.money import AMOUNT_DIGITS, AMOUNT_PLACES
 from marketplace.partners.models import Partner, PartnerMembership
 from marketplace.partners.selectors import partner_for_user
+from marketplace.transfers.cells import boolean, choice, currency, decimal, email, slug, text
 from marketplace.transfers.exporting import ScopedExportResource
-from marketplace.transfers.importing import (
-    BulkImportResource,
-    Column,
-    Ref,
-    RowError,
-    boolean,
-    choice,
-    currency,
-    decimal,
-    email,
-    insert_rows,
-    record_imported,
-    slug,
-    text,
-)
+from marketplace.transfers.importing import BulkImportResource, Column, Ref, RowError, insert_rows, record_imported
 
 
 def _active_categories(user):

@@ -2,18 +2,9 @@
 
 from marketplace.partners.models import Partner
 from marketplace.partners.selectors import partner_for_user
+from marketplace.transfers.cells import boolean, choice, email, slug, text
 from marketplace.transfers.exporting import ScopedExportResource
-from marketplace.transfers.importing import (
-    BulkImportResource,
-    Column,
-    boolean,
-    choice,
-    email,
-    insert_rows,
-    record_imported,
-    slug,
-    text,
-)
+from marketplace.transfers.importing import BulkImportResource, Column, insert_rows, record_imported
 
 
 class PartnerImportResource(BulkImportResource):

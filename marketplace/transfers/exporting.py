@@ -12,20 +12,18 @@ import re
 from import_export.resources import ModelResource
 
 from marketplace.audit.services import event_record
+from marketplace.transfers.cells import CONTROL_CHARACTERS  # what openpyxl refuses in a cell, and DEL
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 CHUNK = 2_000
-# What openpyxl refuses in a cell (ILLEGAL_CHARACTERS_RE: C0 controls except tab, newline, CR),
-# and DEL: a title imported before they were refused must not break every later export.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def neutralise(value):
     """A cell made safe for a spreadsheet: control characters (which XML, so XLSX, cannot hold) are
     removed, and formula-like text is prefixed with an apostrophe."""
     if isinstance(value, str):
-        value = _CONTROL.sub("", value)
+        value = CONTROL_CHARACTERS.sub("", value)
         if value.startswith(FORMULA_START) and not _NUMBER.match(value):
             return "'" + value
     return value
